@@ -1,0 +1,29 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first if it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tinylang-installed
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-torch.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	sh scripts/install-torch.sh $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/tinylang train recipes/fi-tiny.yaml --set output.dir=runs/demo-fi-tiny --resume
+	$(BIN)/tinylang generate runs/demo-fi-tiny --prompt "Olipa kerran" --num 3 --max-bytes 400 --seed 0
+
+bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/bench_model.py --out docs/bench-results.json
+
+clean:
+	rm -rf runs/demo-fi-tiny .pytest_cache

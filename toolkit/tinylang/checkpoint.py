@@ -1,0 +1,90 @@
+"""Checkpoints: written atomically, read with clear errors, and turned back into a model.
+
+A checkpoint holds everything needed to continue a run exactly (model, optimizer, loss scaler, step,
+RNG and data-sampler state) plus the recipe it was trained with. ``load_model`` also reads exported
+folders (safetensors + config.json), so every command that takes a run takes an export too.
+
+    model, recipe = load_model("runs/fi-tiny")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .model import Megabyte, MegabyteConfig
+from .recipe import Recipe, recipe_from_dict
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_FORMAT = "tinylang-checkpoint-1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, or does not fit the recipe."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save({"format": _FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot read the checkpoint, it is corrupt or truncated ({error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: not a tinylang checkpoint")
+    return payload
+
+
+def check_same_model(saved: dict[str, Any], config: MegabyteConfig, path: str | Path) -> None:
+    """Refuse to resume into a different architecture, naming what differs."""
+    current = config.model_dump()
+    diffs = [f"model.{k}: checkpoint {saved.get(k)!r}, recipe {v!r}" for k, v in current.items() if saved.get(k) != v]
+    if diffs:
+        raise CheckpointError(f"{path}: the checkpoint was trained with another model shape:\n  " + "\n  ".join(diffs))
+
+
+def load_model(location: str | Path, device: str | torch.device = "cpu") -> tuple[Megabyte, Recipe | None]:
+    """A model in eval mode from a run directory, a checkpoint file, or an exported folder."""
+    location = Path(location)
+    if location.is_dir() and (location / "model.safetensors").is_file():
+        return _load_export(location, device), None
+    path = location / CHECKPOINT_NAME if location.is_dir() else location
+    payload = load_checkpoint(path)
+    recipe = recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)")
+    model = Megabyte(recipe.model)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: weights do not fit the stored model config ({error})") from None
+    return model.to(device).eval(), recipe
+
+
+def _load_export(folder: Path, device: str | torch.device) -> Megabyte:
+    from safetensors.torch import load_file
+
+    try:
+        config = MegabyteConfig.model_validate(json.loads((folder / "config.json").read_text())["model"])
+    except (OSError, KeyError, ValueError) as error:
+        raise CheckpointError(f"{folder}: config.json is missing or invalid ({error})") from None
+    model = Megabyte(config)
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    return model.to(device).eval()

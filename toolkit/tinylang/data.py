@@ -1,0 +1,145 @@
+"""Byte streams for training: stories encoded as ``BOS bytes EOS``, concatenated, cached as uint16
+memmaps, and cut into random training windows or fixed validation windows.
+
+Encoding happens once per source and split; later runs map the cached file.
+
+    data = ByteData.from_config(recipe.data)
+    ids, targets = data.train.random_batch(batch=16, length=1024, generator=g)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from .model import BOS_ID, EOS_ID
+from .recipe import DataConfig
+from .sources import SourceError, StorySource, fingerprint, open_source, read_stories
+
+_FORMAT_VERSION = 1
+_CHUNK_IDS = 1 << 20
+
+
+def encode_story(text: str) -> np.ndarray:
+    """One story as uint16 ids: BOS, its UTF-8 bytes, EOS."""
+    body = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint16)
+    return np.concatenate([np.array([BOS_ID], np.uint16), body, np.array([EOS_ID], np.uint16)])
+
+
+def decode_bytes(ids: list[int] | torch.Tensor) -> str:
+    """Text of the real bytes in ``ids`` (special ids dropped; invalid UTF-8 replaced)."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.tolist()
+    return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+
+@dataclass
+class ByteStream:
+    """One split as a flat array of ids, with the count of stories in it."""
+
+    ids: np.ndarray  # uint16, memory-mapped
+    stories: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def text_bytes(self) -> int:
+        return len(self.ids) - 2 * self.stories
+
+    def random_batch(self, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` windows of ``length`` inputs and their next-byte targets, at random offsets."""
+        window = min(length + 1, len(self.ids))
+        starts = torch.randint(0, len(self.ids) - window + 1, (batch,), generator=generator).tolist()
+        rows = np.stack([self.ids[s : s + window] for s in starts]).astype(np.int64)
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:]
+
+    def fixed_batches(self, batches: int, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Evenly spaced validation windows, the same at every evaluation and in every run."""
+        window = min(length + 1, len(self.ids))
+        count = batches * batch
+        starts = np.linspace(0, len(self.ids) - window, num=count).astype(np.int64)
+        rows = torch.from_numpy(np.stack([self.ids[s : s + window] for s in starts]).astype(np.int64))
+        return [(rows[i : i + batch, :-1], rows[i : i + batch, 1:]) for i in range(0, count, batch)]
+
+
+def _cache_key(source: StorySource, split: str) -> str:
+    text = json.dumps(
+        {
+            "version": _FORMAT_VERSION,
+            "source": fingerprint(source),
+            "split": split,
+            "column": source.text_column,
+            "fraction": source.validation_fraction,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _encode_to_file(source: StorySource, split: str, target: Path, console: Console | None) -> int:
+    """Stream stories into ``target`` without holding the corpus in memory; returns the story count."""
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    stories, pending, pending_ids, next_report = 0, [], 0, 100_000
+    try:
+        with tmp.open("wb") as handle:
+            for text in read_stories(source, split):
+                if not isinstance(text, str):
+                    raise SourceError(f"{source.location}: the {source.text_column!r} column holds non-text values")
+                pending.append(encode_story(text))
+                stories += 1
+                pending_ids += len(pending[-1])
+                if pending_ids >= _CHUNK_IDS:
+                    np.concatenate(pending).tofile(handle)
+                    pending, pending_ids = [], 0
+                    if console is not None and stories >= next_report:
+                        console.print(f"  encoded {stories:,} {split} stories")
+                        next_report += 100_000
+            if pending:
+                np.concatenate(pending).tofile(handle)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return stories
+
+
+def load_split(source: StorySource, split: str, cache_dir: Path, console: Console | None = None) -> ByteStream:
+    """The encoded split, from the cache when the source has not changed."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _cache_key(source, split)
+    data_path, meta_path = cache_dir / f"{key}-{split}.u16", cache_dir / f"{key}-{split}.json"
+    if not (data_path.is_file() and meta_path.is_file()):
+        if console is not None:
+            console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
+        stories = _encode_to_file(source, split, data_path, console)
+        meta_path.write_text(json.dumps({"stories": stories, "source": source.location, "split": split}))
+    stories = json.loads(meta_path.read_text())["stories"]
+    if stories == 0:
+        raise SourceError(f"{source.location}: the {split} split has no stories")
+    return ByteStream(np.memmap(data_path, dtype=np.uint16, mode="r"), stories)
+
+
+@dataclass
+class ByteData:
+    train: ByteStream
+    validation: ByteStream
+
+    @classmethod
+    def from_config(cls, config: DataConfig, console: Console | None = None) -> "ByteData":
+        source = open_source(config.path, config.text_column, config.validation_fraction, config.hf_config)
+        cache = Path(config.cache_dir)
+        return cls(load_split(source, "train", cache, console), load_split(source, "validation", cache, console))
+
+
+def bits_per_byte(mean_loss_nats: float) -> float:
+    """Cross-entropy in nats per predicted id, as bits. Story markers count as one id each."""
+    return mean_loss_nats / float(np.log(2))
+

@@ -1,0 +1,91 @@
+"""Export a run for sharing: ``model.safetensors``, ``config.json`` and a model card (README.md).
+
+Safetensors holds only tensors (no pickled code), so an export is safe to download and load; the
+config carries the model shape and the id scheme, the card says how the model was trained.
+
+    export_run("runs/fi-tiny", "exports/fi-tiny")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from . import __version__
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
+from .recipe import recipe_from_dict, recipe_to_yaml
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    payload = load_checkpoint(run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir)
+    recipe = recipe_from_dict(payload["recipe"], source=str(run_dir))
+    config = MegabyteConfig.model_validate(payload["model_config"])
+    model = Megabyte(config)
+    model.load_state_dict(payload["model"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
+    training = {
+        "steps": payload["step"],
+        "bytes_seen": payload["bytes_seen"],
+        "train_loss": payload.get("train_loss"),
+        "val_bpb": payload.get("val_bpb"),
+        "data": recipe.data.path,
+    }
+    meta = {
+        "architecture": "megabyte",
+        "tinylang_version": __version__,
+        "model": config.model_dump(),
+        "special_ids": {"bos": BOS_ID, "eos": EOS_ID, "pad": PAD_ID},
+        "parameters": model.num_parameters(),
+        "training": training,
+    }
+    (out_dir / "config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
+    (out_dir / "README.md").write_text(model_card(meta, recipe.output.dir), encoding="utf-8")
+    return out_dir
+
+
+def model_card(meta: dict, run_name: str) -> str:
+    m, t = meta["model"], meta["training"]
+    bpb = "not evaluated" if t["val_bpb"] is None else f"{t['val_bpb']:.4f}"
+    return f"""# {Path(run_name).name}
+
+A byte-level MEGABYTE language model trained with tinylang {meta['tinylang_version']}.
+
+| | |
+|---|---|
+| parameters | {meta['parameters']:,} |
+| patch size | {m['patch_size']} bytes |
+| context | {m['context_bytes']} bytes |
+| global model | {m['global_layers']} layers, width {m['global_dim']}, {m['global_heads']} heads |
+| local model | {m['local_layers']} layers, width {m['local_dim']}, {m['local_heads']} heads |
+| training data | `{t['data']}` |
+| training | {t['steps']:,} steps, {t['bytes_seen']:,} bytes |
+| validation bits per byte | {bpb} |
+
+Ids 0-255 are bytes; {meta['special_ids']['bos']} begins a story, {meta['special_ids']['eos']} ends it,
+{meta['special_ids']['pad']} is padding and never predicted. `recipe.yaml` is the full training recipe.
+
+## Use
+
+```bash
+tinylang generate {Path(run_name).name} --prompt "Olipa kerran" --max-bytes 400
+```
+
+```python
+from tinylang.checkpoint import load_model
+from tinylang.generate import complete_story
+
+model, _ = load_model("path/to/this/folder")
+print(complete_story(model, "Olipa kerran", max_bytes=400, seed=0))
+```
+
+## Limits
+
+A small model trained on a restricted-vocabulary story corpus: it writes short, simple stories
+and nothing else. Its text is generated, not checked, and can be wrong or odd.
+"""

@@ -1,0 +1,153 @@
+"""Training recipes: pydantic models for the YAML files in recipes/, loading, and dotted overrides.
+
+A recipe is the whole description of a run, so a checkpoint stores the recipe it was trained with and
+a run can be repeated from its ``recipe.yaml`` alone.
+
+    recipe = load_recipe("recipes/fi-tiny.yaml", overrides=["train.max_steps=50"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .model import MegabyteConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    path: str = Field(
+        ...,
+        description="Corpus directory (train/validation files), a .txt file of stories separated by "
+        "<|endoftext|> lines, a .jsonl or .parquet file, or a Hugging Face dataset name.",
+    )
+    text_column: str = Field("text", description="Column holding the story text in jsonl/parquet/HF data.")
+    hf_config: str | None = Field(None, description="Configuration name of a Hugging Face dataset.")
+    validation_fraction: float = Field(
+        0.05, gt=0.0, lt=1.0, description="Share of stories held out when the source has no validation split."
+    )
+    cache_dir: str = Field("data/cache", description="Where encoded byte streams are cached (uint16 memmaps).")
+
+
+class OptimConfig(_Section):
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate after warmup.")
+    min_lr: float = Field(3e-4, ge=0, description="Learning rate at the end of the cosine decay.")
+    warmup_steps: int = Field(100, ge=0, description="Linear warmup steps from 0 to lr.")
+    lr_decay_steps: int = Field(
+        10_000,
+        ge=1,
+        description="Step at which the cosine decay reaches min_lr (as nanoGPT's lr_decay_iters). Kept "
+        "apart from train.max_steps so that extending a run with --resume replays the same schedule.",
+    )
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices (not norms or biases).")
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; null: no clipping.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "OptimConfig":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        return self
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(16, ge=1, description="Sequences per micro-batch (per process under torchrun).")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    max_steps: int = Field(2000, ge=1, description="Optimizer steps in the whole run.")
+    max_minutes: float | None = Field(None, gt=0, description="Stop after this much training time (checkpointed).")
+    max_bytes: int | None = Field(None, gt=0, description="Stop after this many training bytes.")
+    seed: int = Field(0, description="Seeds weights, data sampling and dropout.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 autocast on CUDA GPUs and CPUs with native bf16 (AVX512-BF16/AMX), fp16 with "
+        "loss scaling on older GPUs, else fp32.",
+    )
+    compile: bool = Field(False, description="Compile the model with torch.compile.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+    log_every: int = Field(10, ge=1, description="Steps between lines in metrics.jsonl.")
+    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints (also at the end and on Ctrl-C).")
+
+
+class EvalConfig(_Section):
+    every_steps: int = Field(200, ge=1, description="Steps between validation runs (also at the end).")
+    batches: int = Field(8, ge=1, description="Validation batches (of train.batch_size windows) per evaluation.")
+    samples: int = Field(2, ge=0, description="Stories generated at each evaluation.")
+    sample_bytes: int = Field(300, ge=1, description="Length of each sample in bytes.")
+    sample_prompt: str = Field("", description="Text the samples start from (after the begin-of-story id).")
+    temperature: float = Field(0.8, ge=0)
+    top_k: int | None = Field(40, ge=1)
+
+
+class OutputConfig(_Section):
+    dir: str = Field(..., description="Run directory: checkpoint.pt, metrics.jsonl, samples.jsonl, recipe.yaml.")
+
+
+class Recipe(_Section):
+    data: DataConfig
+    model: MegabyteConfig
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    output: OutputConfig
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file and the key path."""
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings; values are parsed as YAML (``3e-4``, ``true``, ``null``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise RecipeError(f"override {item!r} is not of the form key.path=value")
+        dotted, value_text = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = raw
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"override {item!r}: {key!r} is not a section")
+            node = child
+        node[keys[-1]] = yaml.safe_load(value_text) if value_text.strip() else ""
+    return raw
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid recipe"]
+    for e in error.errors():
+        where = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as error:
+        raise RecipeError(_format_errors(source, error)) from None
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RecipeError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections (data, model, optim, train, eval, output)")
+    return recipe_from_dict(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

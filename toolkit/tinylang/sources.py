@@ -1,0 +1,200 @@
+"""Reading stories from wherever they are: a corpus directory, a TinyStories-style ``.txt``, ``.jsonl``,
+``.parquet``, or a Hugging Face dataset. Training and corpus translation both start here.
+
+    for text in read_stories("corpora/fi/seed-stories.txt", split="train"):
+        ...
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+STORY_SEPARATOR = "<|endoftext|>"
+SPLITS = ("train", "validation")
+_FILE_SUFFIXES = (".parquet", ".jsonl", ".txt")
+
+
+class SourceError(ValueError):
+    """A story source that cannot be read; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class StorySource:
+    """Where stories come from and how to pick the ones of a split.
+
+    ``files`` maps split name -> files for sources that ship their own splits (corpus directories,
+    Hugging Face datasets with a validation split). Otherwise every story is assigned to train or
+    validation by a hash of its text, so the assignment is stable when the file grows or is reordered.
+    """
+
+    location: str
+    kind: str  # "directory", "file" or "huggingface"
+    files: dict[str, list[Path]]
+    text_column: str = "text"
+    validation_fraction: float = 0.05
+    hf_config: str | None = None
+
+    @property
+    def has_own_splits(self) -> bool:
+        return self.kind == "directory"
+
+
+def in_validation(text: str, fraction: float) -> bool:
+    """Deterministic hold-out: the same story always lands in the same split."""
+    return zlib.crc32(text.encode("utf-8")) % 10_000 < fraction * 10_000
+
+
+def _split_files(directory: Path, split: str) -> list[Path]:
+    found: list[Path] = []
+    for suffix in _FILE_SUFFIXES:
+        found += [p for p in [directory / f"{split}{suffix}"] if p.is_file()]
+        found += sorted(directory.glob(f"{split}-*{suffix}"))
+        found += sorted((directory / split).glob(f"*{suffix}")) if (directory / split).is_dir() else []
+    return found
+
+
+def open_source(
+    location: str | Path, text_column: str = "text", validation_fraction: float = 0.05, hf_config: str | None = None
+) -> StorySource:
+    """Decide what ``location`` is. Existing paths are local; anything else is a Hugging Face name."""
+    path = Path(location)
+    common = dict(text_column=text_column, validation_fraction=validation_fraction, hf_config=hf_config)
+    if path.is_dir():
+        files = {split: _split_files(path, split) for split in SPLITS}
+        if not files["train"]:
+            raise SourceError(
+                f"{path}: a corpus directory needs train.parquet, train.jsonl or train.txt "
+                "(or train-*.parquet shards, or a train/ folder of them)"
+            )
+        if not files["validation"]:
+            # A directory with only training data: hold out by hash like a single file.
+            return StorySource(str(path), "file", {"train": files["train"]}, **common)
+        return StorySource(str(path), "directory", files, **common)
+    if path.is_file():
+        if path.suffix not in _FILE_SUFFIXES:
+            raise SourceError(f"{path}: expected a .txt, .jsonl or .parquet file, or a corpus directory")
+        return StorySource(str(path), "file", {"train": [path]}, **common)
+    if str(location).startswith((".", "/", "~")) or str(location).endswith(_FILE_SUFFIXES):
+        raise SourceError(f"{location}: no such file or directory")
+    return StorySource(str(location), "huggingface", {}, **common)
+
+
+def _read_txt(path: Path) -> Iterator[str]:
+    """TinyStories release format: stories separated by lines holding only <|endoftext|>."""
+    lines: list[str] = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip() == STORY_SEPARATOR:
+                story = "".join(lines).strip()
+                if story:
+                    yield story
+                lines = []
+            else:
+                lines.append(line)
+    story = "".join(lines).strip()
+    if story:
+        yield story
+
+
+def _read_jsonl(path: Path, column: str) -> Iterator[str]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if column not in row:
+                raise SourceError(f"{path}:{number}: no {column!r} field (fields: {', '.join(row)})")
+            yield row[column]
+
+
+def _read_parquet(path: Path, column: str) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if column not in parquet.schema_arrow.names:
+        raise SourceError(f"{path}: no {column!r} column (columns: {', '.join(parquet.schema_arrow.names)})")
+    for batch in parquet.iter_batches(columns=[column], batch_size=4096):
+        yield from batch.column(0).to_pylist()
+
+
+def _read_file(path: Path, column: str) -> Iterator[str]:
+    if path.suffix == ".txt":
+        return _read_txt(path)
+    if path.suffix == ".jsonl":
+        return _read_jsonl(path, column)
+    return _read_parquet(path, column)
+
+
+def read_huggingface(name: str, split: str, column: str = "text", config: str | None = None) -> Iterator[str]:
+    """Stream one split of a Hugging Face dataset (a hub name, or a local folder of data files)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
+    except ValueError as error:  # unknown split
+        raise SourceError(f"{name}: {error}") from None
+    except Exception as error:  # offline, unknown name, no access: say so plainly
+        raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
+    for row in dataset:
+        if column not in row:
+            raise SourceError(f"{name}: no {column!r} column (columns: {', '.join(row)})")
+        yield row[column]
+
+
+def _huggingface_splits(source: StorySource) -> set[str]:
+    import datasets
+
+    try:
+        return set(datasets.get_dataset_split_names(source.location, source.hf_config))
+    except Exception as error:
+        raise SourceError(
+            f"{source.location}: not a local file or directory, and not a loadable Hugging Face dataset "
+            f"({type(error).__name__}: {error})"
+        ) from None
+
+
+def read_stories(source: StorySource, split: str) -> Iterator[str]:
+    """Yield the non-empty stories of ``split`` ("train" or "validation")."""
+    if split not in SPLITS:
+        raise SourceError(f"unknown split {split!r}; expected one of {SPLITS}")
+    if source.kind == "huggingface":
+        names = _huggingface_splits(source)
+        if split in names:
+            stories = read_huggingface(source.location, split, source.text_column, source.hf_config)
+            yield from (s for s in stories if s and s.strip())
+            return
+        stories = read_huggingface(source.location, "train", source.text_column, source.hf_config)
+        yield from _held_out(stories, split, source.validation_fraction)
+        return
+    if source.has_own_splits:
+        for path in source.files[split]:
+            yield from (s for s in _read_file(path, source.text_column) if s and s.strip())
+        return
+    for path in source.files["train"]:
+        yield from _held_out(_read_file(path, source.text_column), split, source.validation_fraction)
+
+
+def _held_out(stories: Iterator[str], split: str, fraction: float) -> Iterator[str]:
+    want_validation = split == "validation"
+    for story in stories:
+        if story and story.strip() and in_validation(story, fraction) == want_validation:
+            yield story
+
+
+def fingerprint(source: StorySource) -> str:
+    """Identifies the content of a local source (paths, sizes, modification times) for caching."""
+    if source.kind == "huggingface":
+        return f"hf:{source.location}:{source.hf_config}"
+    parts = []
+    for split, paths in sorted(source.files.items()):
+        for p in paths:
+            stat = p.stat()
+            parts.append(f"{split}:{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "|".join(parts)

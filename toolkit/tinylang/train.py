@@ -1,0 +1,339 @@
+"""Training a MEGABYTE model from a recipe: setup -> batches -> evaluation -> schedule -> loop.
+
+Built for multi-hour runs on a laptop: atomic checkpoints that resume exactly (same losses as an
+uninterrupted run), Ctrl-C that finishes the current step and saves, budgets in steps, bytes or
+minutes, and a progress bar with loss, bits per byte, bytes/s and ETA.
+
+    result = train(load_recipe("recipes/fi-tiny.yaml"), resume=False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, save_checkpoint
+from .data import ByteData, bits_per_byte, decode_bytes
+from .model import BOS_ID, Megabyte
+from .recipe import OptimConfig, Recipe, recipe_to_yaml
+from .runtime import autocast_context, pick_device, pick_precision
+
+METRICS_NAME, SAMPLES_NAME, RECIPE_NAME = "metrics.jsonl", "samples.jsonl", "recipe.yaml"
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start as asked (the message says what to do instead)."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    train_loss: float | None
+    val_bpb: float | None
+    bytes_seen: int
+    elapsed_s: float
+    stopped_by: str  # "max_steps", "max_minutes", "max_bytes" or "interrupt"
+
+
+# -- setup --------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: Megabyte, optim: OptimConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (embeddings included, norms excluded)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": optim.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    kwargs: dict[str, Any] = dict(lr=optim.lr, betas=(optim.beta1, optim.beta2))
+    # The fused kernel is fastest on CUDA; on CPU the foreach path measured faster (docs/benchmarks.md).
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+# -- schedule -----------------------------------------------------------------------------------
+
+
+def learning_rate(step: int, optim: OptimConfig) -> float:
+    """Linear warmup to ``lr``, cosine decay to ``min_lr`` at ``lr_decay_steps``, then flat.
+    ``step`` counts from 1 (the first optimizer step)."""
+    if step <= optim.warmup_steps:
+        return optim.lr * step / max(1, optim.warmup_steps)
+    if step >= optim.lr_decay_steps:
+        return optim.min_lr
+    progress = (step - optim.warmup_steps) / max(1, optim.lr_decay_steps - optim.warmup_steps)
+    return optim.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (optim.lr - optim.min_lr)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, batches, device: torch.device, dtype: torch.dtype | None) -> float:
+    """Mean next-byte cross-entropy (nats) over fixed validation windows, weighted by target count."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for ids, targets in batches:
+        with autocast_context(device, dtype):
+            _, loss = model(ids.to(device), targets.to(device))
+        n = targets.numel()
+        total, count = total + float(loss) * n, count + n
+    model.train(was_training)
+    return total / max(1, count)
+
+
+def generate_samples(model: Megabyte, recipe: Recipe, step: int, device: torch.device) -> list[str]:
+    cfg = recipe.eval
+    if cfg.samples == 0:
+        return []
+    prompt = [BOS_ID] + list(cfg.sample_prompt.encode("utf-8"))
+    ids = torch.tensor([prompt] * cfg.samples, device=device)
+    generator = torch.Generator(device=device).manual_seed(recipe.train.seed * 1_000_003 + step)
+    out = model.generate(
+        ids, cfg.sample_bytes, temperature=cfg.temperature, top_k=cfg.top_k, stop_at_end=True, generator=generator
+    )
+    return [decode_bytes(row) for row in out.cpu()]
+
+
+# -- run directory ------------------------------------------------------------------------------
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _truncate_jsonl(path: Path, last_step: int) -> None:
+    """Drop rows logged after the checkpoint we resume from, so the log matches the weights."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [line for line in rows if json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+class _StopRequest:
+    """First Ctrl-C: finish the current step, save, exit. Second Ctrl-C: stop at once."""
+
+    def __init__(self, console: Console):
+        self.requested, self.console, self.previous = False, console, None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.console.print("[yellow]Stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
+
+    def __enter__(self):
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]step {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("val bpb {task.fields[bpb]}"),
+        TextColumn("{task.fields[rate]} B/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+
+def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> TrainResult:
+    console = console or Console()
+    cfg, run_dir = recipe.train, Path(recipe.output.dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    if ckpt_path.exists() and not resume:
+        raise TrainError(
+            f"{run_dir} already holds a run ({CHECKPOINT_NAME}). Continue it with --resume, or choose another "
+            "output directory (--set output.dir=...)."
+        )
+    if resume and not ckpt_path.exists():
+        console.print(f"[yellow]No checkpoint in {run_dir}; starting a new run.")
+        resume = False
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    dtype = pick_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    data = ByteData.from_config(recipe.data, console)
+    context = recipe.model.context_bytes
+    val_batches = data.validation.fixed_batches(recipe.eval.batches, cfg.batch_size, context)
+
+    model = Megabyte(recipe.model).to(device)
+    optimizer = build_optimizer(model, recipe.optim, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    sampler = torch.Generator().manual_seed(cfg.seed)
+    step, bytes_seen, elapsed_before, val_bpb, train_loss = 0, 0, 0.0, None, None
+
+    if resume:
+        payload = load_checkpoint(ckpt_path)
+        check_same_model(payload["model_config"], recipe.model, ckpt_path)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scaler.load_state_dict(payload["scaler"])
+        sampler.set_state(payload["rng"]["sampler"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        random.setstate(payload["rng"]["python"])
+        np.random.set_state(payload["rng"]["numpy"])
+        step, bytes_seen, elapsed_before = payload["step"], payload["bytes_seen"], payload["elapsed_s"]
+        val_bpb, train_loss = payload.get("val_bpb"), payload.get("train_loss")
+        for name in (METRICS_NAME, SAMPLES_NAME):
+            _truncate_jsonl(run_dir / name, step)
+        console.print(f"Resuming {run_dir} from step {step:,} ({bytes_seen:,} bytes seen)")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in (METRICS_NAME, SAMPLES_NAME):
+            (run_dir / name).unlink(missing_ok=True)
+    (run_dir / RECIPE_NAME).write_text(recipe_to_yaml(recipe), encoding="utf-8")
+
+    forward = torch.compile(model) if cfg.compile else model
+    bytes_per_step = cfg.batch_size * cfg.grad_accum_steps * context
+    console.print(
+        f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}"
+        f" ({'fp32' if dtype is None else str(dtype).removeprefix('torch.')}), {bytes_per_step:,} bytes/step, "
+        f"train {data.train.text_bytes:,} bytes in {data.train.stories:,} stories, "
+        f"validation {data.validation.text_bytes:,} bytes -> {run_dir}"
+    )
+    if recipe.optim.lr_decay_steps > cfg.max_steps:
+        console.print(
+            f"[yellow]Note: optim.lr_decay_steps ({recipe.optim.lr_decay_steps:,}) > train.max_steps "
+            f"({cfg.max_steps:,}): the run ends before the learning rate has decayed."
+        )
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            ckpt_path,
+            {
+                "model": model.state_dict(),
+                "model_config": recipe.model.model_dump(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "bytes_seen": bytes_seen,
+                "elapsed_s": elapsed_before + (time.monotonic() - started),
+                "train_loss": train_loss,
+                "val_bpb": val_bpb,
+                "recipe": recipe.model_dump(mode="json"),
+                "rng": {
+                    "sampler": sampler.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "python": random.getstate(),
+                    "numpy": np.random.get_state(),
+                },
+            },
+        )
+
+    def budget_spent() -> str | None:
+        if step >= cfg.max_steps:
+            return "max_steps"
+        if cfg.max_bytes is not None and bytes_seen >= cfg.max_bytes:
+            return "max_bytes"
+        if cfg.max_minutes is not None and elapsed_before + time.monotonic() - started >= cfg.max_minutes * 60:
+            return "max_minutes"
+        return None
+
+    started = time.monotonic()
+    model.train()
+    stopped_by = budget_spent()
+    rate_window: list[tuple[float, int]] = [(started, bytes_seen)]
+    with _StopRequest(console) as stop, _progress(console) as progress:
+        task = progress.add_task("train", total=cfg.max_steps, completed=step, loss="-", bpb="-", rate="-")
+        while stopped_by is None:
+            step += 1
+            lr = learning_rate(step, recipe.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = 0.0
+            for _ in range(cfg.grad_accum_steps):
+                ids, targets = data.train.random_batch(cfg.batch_size, context, sampler)
+                with autocast_context(device, dtype):
+                    _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+                scaler.scale(loss / cfg.grad_accum_steps).backward()
+                loss_sum += float(loss.detach())
+            if recipe.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            train_loss = loss_sum / cfg.grad_accum_steps
+            if not math.isfinite(train_loss):
+                raise TrainError(f"step {step}: the loss is {train_loss}; lower optim.lr or use precision fp32")
+            bytes_seen += bytes_per_step
+
+            now = time.monotonic()
+            rate_window = (rate_window + [(now, bytes_seen)])[-20:]
+            rate = (rate_window[-1][1] - rate_window[0][1]) / max(1e-9, rate_window[-1][0] - rate_window[0][0])
+            stopped_by = budget_spent() or ("interrupt" if stop.requested else None)
+            evaluate_now = step % recipe.eval.every_steps == 0 or stopped_by is not None
+            row: dict[str, Any] | None = None
+            if step % cfg.log_every == 0 or evaluate_now:
+                row = {"step": step, "train_loss": round(train_loss, 6), "lr": lr, "bytes": bytes_seen,
+                       "bytes_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + now - started, 2)}
+            if evaluate_now:
+                val_loss = validation_loss(forward, val_batches, device, dtype)
+                val_bpb = bits_per_byte(val_loss)
+                row |= {"val_loss": round(val_loss, 6), "val_bpb": round(val_bpb, 6)}
+                samples = generate_samples(model, recipe, step, device)
+                for text in samples:
+                    _append_jsonl(run_dir / SAMPLES_NAME, {"step": step, "text": text})
+                progress.console.print(f"step {step:,}: train loss {train_loss:.4f}, val bpb {val_bpb:.4f}")
+                for text in samples[:2]:
+                    progress.console.print(f"  [dim]{text[:200]!r}")
+            if row is not None:
+                _append_jsonl(run_dir / METRICS_NAME, row)
+            if step % cfg.checkpoint_every == 0 or stopped_by is not None:
+                checkpoint()
+            progress.update(
+                task, completed=step, loss=f"{train_loss:.3f}", rate=f"{rate:,.0f}",
+                bpb="-" if val_bpb is None else f"{val_bpb:.3f}",
+            )
+
+    elapsed = elapsed_before + time.monotonic() - started
+    if stopped_by == "interrupt":
+        console.print(f"Interrupted at step {step:,}; checkpoint saved. Continue with --resume.")
+    else:
+        console.print(f"Done: {step:,} steps ({stopped_by}), val bpb {val_bpb if val_bpb is None else round(val_bpb, 4)}"
+                      f" -> {run_dir}")
+    return TrainResult(run_dir, step, train_loss, val_bpb, bytes_seen, elapsed, stopped_by or "max_steps")
+
+
+__all__ = ["CheckpointError", "TrainError", "TrainResult", "learning_rate", "train"]
