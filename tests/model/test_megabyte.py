@@ -1,0 +1,150 @@
+"""The model's contract: shapes, strict causality, KV-cached generation equal to full forwards, and
+that it actually learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tests.conftest import tiny_config
+from tinylang.model import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
+
+
+def sharpened_model(config: MegabyteConfig, seed: int = 0) -> Megabyte:
+    """Random weights scaled up so greedy choices are decisive (no near-ties) and vary by position."""
+    torch.manual_seed(seed)
+    model = Megabyte(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0)
+    return model
+
+
+def naive_greedy(model: Megabyte, ids: torch.Tensor, new: int) -> torch.Tensor:
+    """Reference decoding: a full forward pass for every new byte."""
+    for _ in range(new):
+        logits, _ = model(ids)
+        logits[:, -1, PAD_ID] = float("-inf")
+        ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    return ids
+
+
+@pytest.mark.parametrize("length", [1, 3, 4, 5, 17, 32])
+def test_forward_shapes_and_loss(length):
+    model = Megabyte(tiny_config())
+    ids = torch.randint(0, 256, (3, length))
+    logits, loss = model(ids)
+    assert logits.shape == (3, length, VOCAB_SIZE)
+    assert loss is None
+    _, loss = model(ids, torch.randint(0, 256, (3, length)))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_rejects_sequences_longer_than_context():
+    model = Megabyte(tiny_config())
+    with pytest.raises(ValueError, match="context_bytes=32"):
+        model(torch.zeros(1, 33, dtype=torch.long))
+
+
+@pytest.mark.parametrize("changed", [0, 3, 4, 7, 8, 13, 30])
+def test_strictly_causal(changed):
+    model = sharpened_model(tiny_config())
+    ids = torch.randint(0, 256, (2, 32))
+    other = ids.clone()
+    other[:, changed] = (other[:, changed] + 1) % 256
+    a, _ = model(ids)
+    b, _ = model(other)
+    assert torch.equal(a[:, :changed], b[:, :changed]), "an output saw a later byte"
+    assert not torch.allclose(a[:, changed:], b[:, changed:]), "the changed byte had no effect at all"
+
+
+def test_loss_ignores_padding_targets():
+    model = Megabyte(tiny_config())
+    ids = torch.randint(0, 256, (2, 16))
+    targets = torch.randint(0, 256, (2, 16))
+    padded = targets.clone()
+    padded[:, 8:] = PAD_ID
+    logits, loss = model(ids, padded)
+    expected = torch.nn.functional.cross_entropy(logits[:, :8].reshape(-1, VOCAB_SIZE), targets[:, :8].reshape(-1))
+    assert torch.allclose(loss, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("prompt_length", [1, 2, 4, 5, 8, 11])
+def test_cached_greedy_generation_equals_naive_loop(prompt_length):
+    """Across several patch boundaries (patch size 4, up to the full 32-byte context)."""
+    model = sharpened_model(tiny_config(), seed=prompt_length)
+    torch.manual_seed(100 + prompt_length)
+    prompt = torch.randint(0, 256, (2, prompt_length))
+    new = 32 - prompt_length
+    cached = model.generate(prompt, new, temperature=0)
+    assert cached.shape == (2, 32)
+    assert torch.equal(cached, naive_greedy(model, prompt, new))
+
+
+def test_generation_continues_past_the_context():
+    model = sharpened_model(tiny_config())
+    out = model.generate(torch.tensor([[BOS_ID, 65]]), 100, temperature=1.0, top_k=20)
+    assert out.shape == (1, 102)
+    assert int(out.max()) < VOCAB_SIZE and PAD_ID not in out[0, 2:].tolist()
+
+
+def test_stop_at_end_pads_finished_rows():
+    model = Megabyte(tiny_config())
+    with torch.no_grad():  # make EOS overwhelmingly likely
+        model.head.weight.zero_()
+        model.head.weight[EOS_ID] = 1.0
+        model.local_model.norm.weight.fill_(1.0)
+    out = model.generate(torch.tensor([[BOS_ID], [BOS_ID]]), 10, temperature=0, stop_at_end=True)
+    assert out[:, 1].tolist() == [EOS_ID, EOS_ID]
+    assert out.shape == (2, 2), "generation should stop once every row has ended"
+
+
+def test_generate_restores_training_mode():
+    model = Megabyte(tiny_config()).train()
+    model.generate(torch.tensor([[BOS_ID]]), 3)
+    assert model.training
+
+
+def test_byte_zero_is_an_ordinary_byte():
+    model = Megabyte(tiny_config())
+    ids = torch.zeros(1, 8, dtype=torch.long)
+    logits, loss = model(ids, torch.zeros(1, 8, dtype=torch.long))
+    assert torch.isfinite(loss) and loss > 0  # byte 0 is a real target, not ignored padding
+    assert PAD_ID not in range(256)
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    model = Megabyte(tiny_config())
+    text = b"Olipa kerran pieni kissa, joka rakasti maitoa."[:33]
+    row = torch.tensor(list(text))
+    ids, targets = row[None, :-1], row[None, 1:]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        _, loss = model(ids, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.1
+    generated = model.generate(ids[:, :1], 31, temperature=0)
+    assert bytes(generated[0].tolist()) == text[:32]
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"context_bytes": 30}, "multiple of patch_size"),
+        ({"global_dim": 30}, "divisible by patch_size"),
+        ({"global_heads": 3}, "divisible by global_heads"),
+        ({"local_dim": 24, "local_heads": 8}, "even for rotary"),
+    ],
+)
+def test_config_errors_are_clear(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        tiny_config(**fields)
+
+
+def test_config_rejects_unknown_keys():
+    with pytest.raises(ValidationError, match="extra"):
+        MegabyteConfig(patch_size=4, context_bytes=32, hidden=3)

@@ -1,0 +1,35 @@
+"""Choosing the next byte: greedy, top-k, top-p, seeds, and PAD never chosen."""
+
+import torch
+
+from tinylang.model import PAD_ID, VOCAB_SIZE, sample_next_byte
+
+
+def test_greedy_is_argmax_and_never_pad():
+    logits = torch.zeros(2, VOCAB_SIZE)
+    logits[0, 65] = 5.0
+    logits[1, PAD_ID] = 100.0
+    logits[1, 66] = 1.0
+    assert sample_next_byte(logits, temperature=0).tolist() == [65, 66]
+
+
+def test_top_k_keeps_only_the_k_likeliest():
+    logits = torch.arange(VOCAB_SIZE, dtype=torch.float).repeat(500, 1) / 50
+    logits[:, PAD_ID] = -1.0
+    picked = sample_next_byte(logits, temperature=1.0, top_k=3, generator=torch.Generator().manual_seed(0))
+    assert set(picked.tolist()) <= {255, 256, 257}
+    assert len(set(picked.tolist())) == 3
+
+
+def test_top_p_keeps_the_nucleus():
+    logits = torch.full((400, VOCAB_SIZE), -30.0)
+    logits[:, 10], logits[:, 11], logits[:, 12] = 3.0, 2.0, -1.0  # about 0.72, 0.27, 0.01
+    picked = sample_next_byte(logits, temperature=1.0, top_p=0.9, generator=torch.Generator().manual_seed(0))
+    assert set(picked.tolist()) == {10, 11}
+
+
+def test_seeded_sampling_repeats():
+    logits = torch.randn(4, VOCAB_SIZE)
+    a = sample_next_byte(logits, 1.0, generator=torch.Generator().manual_seed(7))
+    b = sample_next_byte(logits, 1.0, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)

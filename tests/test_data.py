@@ -1,0 +1,60 @@
+"""Byte streams: story encoding, the memmap cache, and training/validation windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tests.conftest import make_stories, write_txt
+from tinylang import data as data_module
+from tinylang.data import ByteData, decode_bytes, encode_story
+from tinylang.model import BOS_ID, EOS_ID
+from tinylang.recipe import DataConfig
+
+
+def test_encode_wraps_utf8_bytes_in_story_markers():
+    ids = encode_story("Äiti ja 0")
+    assert ids[0] == BOS_ID and ids[-1] == EOS_ID
+    assert bytes(ids[1:-1].tolist()).decode("utf-8") == "Äiti ja 0"
+    assert decode_bytes(torch.tensor(ids.astype(np.int64))) == "Äiti ja 0"
+
+
+def test_decode_replaces_broken_utf8():
+    assert decode_bytes(list("ä".encode()[:1]) + [65]) == "\ufffdA"
+
+
+def test_cache_is_reused_and_invalidated(tmp_path, monkeypatch):
+    path = write_txt(tmp_path / "s.txt", make_stories(200))
+    config = DataConfig(path=str(path), cache_dir=str(tmp_path / "cache"), validation_fraction=0.1)
+    first = ByteData.from_config(config)
+    assert first.train.stories + first.validation.stories == 200
+    assert first.train.text_bytes + first.validation.text_bytes == sum(
+        len(s.encode()) for s in make_stories(200)
+    )
+    calls = []
+    original = data_module._encode_to_file
+    monkeypatch.setattr(data_module, "_encode_to_file", lambda *a: calls.append(a) or original(*a))
+    again = ByteData.from_config(config)
+    assert calls == [] and np.array_equal(again.train.ids, first.train.ids)
+    write_txt(path, make_stories(201))  # the source changed: encode again
+    ByteData.from_config(config)
+    assert len(calls) == 2
+
+
+def test_random_batches_are_next_byte_pairs_and_seeded(tmp_path):
+    path = write_txt(tmp_path / "s.txt", make_stories(100))
+    data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "c")))
+    ids, targets = data.train.random_batch(4, 16, torch.Generator().manual_seed(1))
+    assert ids.shape == targets.shape == (4, 16)
+    assert torch.equal(ids[:, 1:], targets[:, :-1])
+    again, _ = data.train.random_batch(4, 16, torch.Generator().manual_seed(1))
+    assert torch.equal(ids, again)
+
+
+def test_fixed_validation_windows_are_stable(tmp_path):
+    path = write_txt(tmp_path / "s.txt", make_stories(100))
+    data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "c")))
+    a = data.validation.fixed_batches(2, 3, 16)
+    b = data.validation.fixed_batches(2, 3, 16)
+    assert len(a) == 2 and a[0][0].shape == (3, 16)
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))

@@ -1,0 +1,101 @@
+"""Story sources: the TinyStories .txt format, jsonl, parquet, corpus directories, Hugging Face."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import make_stories, write_txt
+from tinylang.sources import SourceError, in_validation, open_source, read_huggingface, read_stories
+
+
+def test_txt_separator_format(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("First story.\nSecond line.\n<|endoftext|>\n\n<|endoftext|>\nSecond story.\n")
+    source = open_source(path, validation_fraction=0.01)
+    stories = list(read_stories(source, "train")) + list(read_stories(source, "validation"))
+    assert sorted(stories) == ["First story.\nSecond line.", "Second story."]
+
+
+def test_holdout_is_deterministic_and_disjoint(tmp_path):
+    stories = make_stories(400)
+    source = open_source(write_txt(tmp_path / "s.txt", stories), validation_fraction=0.1)
+    train, validation = list(read_stories(source, "train")), list(read_stories(source, "validation"))
+    assert len(train) + len(validation) == 400
+    assert not set(train) & set(validation)
+    assert 20 <= len(validation) <= 65
+    assert all(in_validation(s, 0.1) for s in validation)
+
+
+def test_jsonl_and_parquet_files(tmp_path):
+    stories = make_stories(50)
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text("".join(json.dumps({"story": s, "id": i}) + "\n" for i, s in enumerate(stories)))
+    parquet = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"story": stories}), parquet)
+    for path in (jsonl, parquet):
+        source = open_source(path, text_column="story", validation_fraction=0.2)
+        got = list(read_stories(source, "train")) + list(read_stories(source, "validation"))
+        assert sorted(got) == sorted(stories)
+
+
+def test_missing_column_is_named(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"story": "x"}) + "\n")
+    with pytest.raises(SourceError, match="no 'text' field"):
+        list(read_stories(open_source(path, validation_fraction=0.5), "train"))
+
+
+def test_corpus_directory_uses_its_own_splits(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pq.write_table(pa.table({"text": ["a train story", "another"]}), corpus / "train.parquet")
+    (corpus / "validation.jsonl").write_text(json.dumps({"text": "a validation story"}) + "\n")
+    source = open_source(corpus)
+    assert list(read_stories(source, "train")) == ["a train story", "another"]
+    assert list(read_stories(source, "validation")) == ["a validation story"]
+
+
+def test_corpus_directory_of_shards(tmp_path):
+    corpus = tmp_path / "corpus"
+    (corpus / "train").mkdir(parents=True)
+    for i in range(2):
+        pq.write_table(pa.table({"text": [f"story {i}"]}), corpus / "train" / f"part-{i}.parquet")
+    pq.write_table(pa.table({"text": ["held out"]}), corpus / "validation-0000.parquet")
+    source = open_source(corpus)
+    assert list(read_stories(source, "train")) == ["story 0", "story 1"]
+    assert list(read_stories(source, "validation")) == ["held out"]
+
+
+def test_unusable_locations(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        open_source(tmp_path / "missing.txt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="needs train.parquet"):
+        open_source(tmp_path / "empty")
+    odd = tmp_path / "s.csv"
+    odd.write_text("x")
+    with pytest.raises(SourceError, match="expected a .txt"):
+        open_source(odd)
+
+
+def test_huggingface_loader_on_local_files(tmp_path):
+    """The real datasets.load_dataset path, on a local folder of data files (no hub access here)."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in ["yksi", "kaksi"]))
+    (folder / "validation.jsonl").write_text(json.dumps({"text": "kolme"}) + "\n")
+    assert list(read_huggingface(str(folder), "train")) == ["yksi", "kaksi"]
+    assert list(read_huggingface(str(folder), "validation")) == ["kolme"]
+
+
+def test_unknown_hub_name_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    source = open_source("no-such-user/no-such-dataset")
+    assert source.kind == "huggingface"
+    with pytest.raises(SourceError, match="no-such-user/no-such-dataset"):
+        list(read_stories(source, "train"))
