@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -92,10 +95,14 @@ def test_huggingface_loader_on_local_files(tmp_path):
     assert list(read_huggingface(str(folder), "validation")) == ["kolme"]
 
 
-def test_unknown_hub_name_fails_clearly(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    source = open_source("no-such-user/no-such-dataset")
-    assert source.kind == "huggingface"
-    with pytest.raises(SourceError, match="no-such-user/no-such-dataset"):
-        list(read_stories(source, "train"))
+def test_unknown_hub_name_fails_clearly(recipe_file):
+    """End to end through the CLI, offline (a subprocess, so the hub client reads the setting)."""
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tinylang", "train", str(recipe_file), "--set", "data.path=no-such-user/no-such-dataset"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "no-such-user/no-such-dataset" in result.stderr and "Hugging Face" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert open_source("no-such-user/no-such-dataset").kind == "huggingface"

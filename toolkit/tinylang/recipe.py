@@ -46,8 +46,8 @@ class OptimConfig(_Section):
         "apart from train.max_steps so that extending a run with --resume replays the same schedule.",
     )
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay on matrices (not norms or biases).")
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW first-moment decay.")
+    beta2: float = Field(0.95, ge=0, lt=1, description="AdamW second-moment decay.")
     grad_clip: float | None = Field(1.0, gt=0, description="Clip the gradient norm to this value; null: no clipping.")
 
     @model_validator(mode="after")
@@ -82,8 +82,8 @@ class EvalConfig(_Section):
     samples: int = Field(2, ge=0, description="Stories generated at each evaluation.")
     sample_bytes: int = Field(300, ge=1, description="Length of each sample in bytes.")
     sample_prompt: str = Field("", description="Text the samples start from (after the begin-of-story id).")
-    temperature: float = Field(0.8, ge=0)
-    top_k: int | None = Field(40, ge=1)
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature of the samples (0: greedy).")
+    top_k: int | None = Field(40, ge=1, description="Sample from the k likeliest bytes; null: all.")
 
 
 class OutputConfig(_Section):

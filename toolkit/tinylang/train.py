@@ -133,6 +133,13 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
 
+def _one_line(text: str, width: int) -> str:
+    """A sample as one printable line: whitespace collapsed, control characters shown as U+FFFD."""
+    flat = " ".join(text.split())
+    flat = "".join(c if c.isprintable() else "\ufffd" for c in flat)
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
 class _StopRequest:
     """First Ctrl-C: finish the current step, save, exit. Second Ctrl-C: stop at once."""
 
@@ -274,6 +281,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     model.train()
     stopped_by = budget_spent()
     rate_window: list[tuple[float, int]] = [(started, bytes_seen)]
+    bad_steps = 0
     with _StopRequest(console) as stop, _progress(console) as progress:
         task = progress.add_task("train", total=cfg.max_steps, completed=step, loss="-", bpb="-", rate="-")
         while stopped_by is None:
@@ -288,15 +296,22 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
                 scaler.scale(loss / cfg.grad_accum_steps).backward()
                 loss_sum += float(loss.detach())
-            if recipe.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
-            scaler.step(optimizer)
+            scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip or math.inf))
+            if math.isfinite(grad_norm) or scaler.is_enabled():  # the fp16 scaler skips such steps itself
+                scaler.step(optimizer)
+                bad_steps = 0
+            else:
+                bad_steps += 1
+                progress.console.print(f"[yellow]step {step}: gradient norm is {grad_norm}; update skipped")
+                if bad_steps >= 5:
+                    raise TrainError(f"step {step}: 5 steps in a row had non-finite gradients; lower optim.lr "
+                                     "or use train.precision=fp32")
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             train_loss = loss_sum / cfg.grad_accum_steps
             if not math.isfinite(train_loss):
-                raise TrainError(f"step {step}: the loss is {train_loss}; lower optim.lr or use precision fp32")
+                raise TrainError(f"step {step}: the loss is {train_loss}; lower optim.lr or use train.precision=fp32")
             bytes_seen += bytes_per_step
 
             now = time.monotonic()
@@ -306,7 +321,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             evaluate_now = step % recipe.eval.every_steps == 0 or stopped_by is not None
             row: dict[str, Any] | None = None
             if step % cfg.log_every == 0 or evaluate_now:
-                row = {"step": step, "train_loss": round(train_loss, 6), "lr": lr, "bytes": bytes_seen,
+                row = {"step": step, "train_loss": round(train_loss, 6), "lr": lr, "grad_norm": round(grad_norm, 4),
+                       "bytes": bytes_seen,
                        "bytes_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + now - started, 2)}
             if evaluate_now:
                 val_loss = validation_loss(forward, val_batches, device, dtype)
@@ -317,7 +333,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     _append_jsonl(run_dir / SAMPLES_NAME, {"step": step, "text": text})
                 progress.console.print(f"step {step:,}: train loss {train_loss:.4f}, val bpb {val_bpb:.4f}")
                 for text in samples[:2]:
-                    progress.console.print(f"  [dim]{text[:200]!r}")
+                    progress.console.print("  " + _one_line(text, 160), style="dim", highlight=False, markup=False)
             if row is not None:
                 _append_jsonl(run_dir / METRICS_NAME, row)
             if step % cfg.checkpoint_every == 0 or stopped_by is not None:

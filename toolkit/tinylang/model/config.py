@@ -7,6 +7,8 @@ Byte 0 is an ordinary byte (the reference implementation used it as padding and 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BOS_ID = 256  # begins every story
@@ -31,6 +33,9 @@ class MegabyteConfig(BaseModel):
     local_heads: int = Field(2, ge=1, description="Attention heads in the local Transformer.")
     ff_mult: int = Field(4, ge=1, description="MLP hidden width as a multiple of the block width.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention and residual branches.")
+    positions: Literal["rotary", "learned"] = Field(
+        "rotary", description="Rotary positions in attention (default), or learned embeddings added to the input."
+    )
 
     @model_validator(mode="after")
     def _check_shapes(self) -> "MegabyteConfig":
@@ -48,7 +53,7 @@ class MegabyteConfig(BaseModel):
             dim, heads = getattr(self, f"{stage}_dim"), getattr(self, f"{stage}_heads")
             if dim % heads:
                 problems.append(f"{stage}_dim ({dim}) must be divisible by {stage}_heads ({heads})")
-            elif (dim // heads) % 2:
+            elif (dim // heads) % 2 and self.positions == "rotary":
                 problems.append(f"{stage}_dim / {stage}_heads ({dim // heads}) must be even for rotary positions")
         if problems:
             raise ValueError("; ".join(problems))

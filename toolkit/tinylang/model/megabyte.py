@@ -98,11 +98,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, rotary: Rotary, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache | None = None) -> torch.Tensor:
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)
         offset = 0 if cache is None else cache.length
-        qk = rotary(qkv[:, :, :2], offset)  # (batch, T, 2, heads, head_dim)
+        qk = qkv[:, :, :2] if rotary is None else rotary(qkv[:, :, :2], offset)  # (batch, T, 2, heads, head_dim)
         q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if cache is not None:
             # Prefill starts from an empty cache; later calls add one position and see them all.
@@ -138,18 +138,24 @@ class Block(nn.Module):
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.dropout, training=True) if self.training and self.dropout else x
 
-    def forward(self, x: torch.Tensor, rotary: Rotary, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache | None = None) -> torch.Tensor:
         x = x + self._drop(self.attn(self.attn_norm(x), rotary, cache))
         return x + self._drop(self.mlp(self.mlp_norm(x)))
 
 
 class Transformer(nn.Module):
-    """A causal stack of blocks with a final norm; ``caches`` holds one KVCache per block."""
+    """A causal stack of blocks with a final norm; ``caches`` holds one KVCache per block.
 
-    def __init__(self, dim: int, layers: int, heads: int, ff_mult: int, dropout: float, max_positions: int):
+    Positions are rotary by default; ``positions="learned"`` adds a learned embedding to the input
+    instead (kept for the comparison in docs/design.md)."""
+
+    def __init__(
+        self, dim: int, layers: int, heads: int, ff_mult: int, dropout: float, max_positions: int, positions: str
+    ):
         super().__init__()
         self.dim, self.heads, self.max_positions = dim, heads, max_positions
-        self.rotary = Rotary(dim // heads, max_positions)
+        self.rotary = Rotary(dim // heads, max_positions) if positions == "rotary" else None
+        self.position_embedding = nn.Embedding(max_positions, dim) if positions == "learned" else None
         self.blocks = nn.ModuleList(Block(dim, heads, ff_mult, dropout) for _ in range(layers))
         self.norm = RMSNorm(dim)
 
@@ -158,6 +164,9 @@ class Transformer(nn.Module):
         return [KVCache(batch, self.heads, self.max_positions, hd, like) for _ in self.blocks]
 
     def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+        if self.position_embedding is not None:
+            offset = 0 if caches is None else caches[0].length
+            x = x + self.position_embedding.weight[offset : offset + x.shape[1]]
         for i, block in enumerate(self.blocks):
             x = block(x, self.rotary, None if caches is None else caches[i])
         return self.norm(x)
@@ -175,14 +184,18 @@ class Megabyte(nn.Module):
         P = c.patch_size
         # Global side: each byte gets global_dim / P features; a patch is their concatenation.
         self.patch_byte_embed = nn.Embedding(VOCAB_SIZE, c.global_dim // P)
-        self.global_start = nn.Parameter(torch.zeros(c.global_dim))
+        # Not zeros: an all-zero row stays zero through every pre-norm block, and RMSNorm's gradient at
+        # zero is 1/sqrt(eps), which overflowed the gradient norm of 10M+ models.
+        self.global_start = nn.Parameter(torch.randn(c.global_dim) * 0.02)
         self.global_model = Transformer(
-            c.global_dim, c.global_layers, c.global_heads, c.ff_mult, c.dropout, c.max_patches
+            c.global_dim, c.global_layers, c.global_heads, c.ff_mult, c.dropout, c.max_patches, c.positions
         )
         # Each global output becomes one conditioning vector per position inside the patch.
         self.global_to_local = nn.Linear(c.global_dim, P * c.local_dim, bias=False)
         self.local_byte_embed = nn.Embedding(VOCAB_SIZE, c.local_dim)
-        self.local_model = Transformer(c.local_dim, c.local_layers, c.local_heads, c.ff_mult, c.dropout, P)
+        self.local_model = Transformer(
+            c.local_dim, c.local_layers, c.local_heads, c.ff_mult, c.dropout, P, c.positions
+        )
         self.head = nn.Linear(c.local_dim, VOCAB_SIZE, bias=False)
         self.apply(self._init_weights)
         # GPT-2: scale residual projections by depth so the residual stream starts near unit size.
