@@ -192,12 +192,12 @@ def time_training(models: dict[str, nn.Module], batches, warmup: int, steps: int
 
 
 def bench_training(spec: Spec, args, device, ceiling: float) -> dict:
-    """Throughput, FLOPs and MFU of both models (and their torch.compile'd twins on CUDA)."""
+    """Throughput, FLOPs and MFU of both models (and their torch.compile'd twins on CUDA or with --compile)."""
     batches = random_batches(min(4, args.warmup + args.steps), args.batch, args.context, device)
     models = {k: build(k, spec, args.context, device) for k in KINDS}
     out = {"params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}, "compile_errors": {}}
     flops = {k: count_step_flops(m, *batches[0], device) for k, m in models.items()}
-    if device.type == "cuda":
+    if device.type == "cuda" or args.compile:
         for kind in KINDS:
             compiled, error = try_compile(build(kind, spec, args.context, device), batches[0], device)
             if compiled is not None:
@@ -351,6 +351,11 @@ def markdown(report: dict) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         notes.append(f"- {name}: tinylang / reference = x{res['train']['speedup']:.2f} training, "
                      f"x{res['generation']['speedup']:.1f} generation ({res['generation']['new_bytes']} bytes)")
+        rows = res["train"]["rows"]
+        if "tinylang+compile" in rows and "reference+compile" in rows:
+            notes.append(f"- {name}: with torch.compile on both, tinylang / reference = x"
+                         f"{rows['tinylang+compile']['bytes_per_s'] / rows['reference+compile']['bytes_per_s']:.2f} "
+                         "training")
         notes += [f"- {name}: torch.compile of {k} failed: {e.splitlines()[0]}"
                   for k, e in res["train"]["compile_errors"].items()]
         notes += [f"- {name}: WARNING {k}: {r['nonfinite_grad_norm_steps']} of {r['steps']} bpb steps had a non-finite "
@@ -379,6 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--text", default="corpora/fi/seed-stories.txt", help="corpus for bits per byte")
     p.add_argument("--grad-clip", type=float, default=1.0, help="bpb training's clip norm (as the recipes); 0: off")
     p.add_argument("--skip-bpb", action="store_true", help="skip the equal-time bits-per-byte comparison")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd twins on CPU (always on CUDA)")
     p.add_argument("--out", help="write every figure as JSON here")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -152,7 +152,7 @@ def test_overfits_one_batch():
         ({"context_bytes": 30}, "multiple of patch_size"),
         ({"global_dim": 30}, "divisible by patch_size"),
         ({"global_heads": 3}, "divisible by global_heads"),
-        ({"local_dim": 24, "local_heads": 8}, "even for rotary"),
+        ({"global_dim": 24, "global_heads": 8, "patch_size": 4, "context_bytes": 32}, "even for rotary"),
     ],
 )
 def test_config_errors_are_clear(fields, message):

@@ -34,7 +34,9 @@ class MegabyteConfig(BaseModel):
     ff_mult: int = Field(4, ge=1, description="MLP hidden width as a multiple of the block width.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on attention and residual branches.")
     positions: Literal["rotary", "learned"] = Field(
-        "rotary", description="Rotary positions in attention (default), or learned embeddings added to the input."
+        "rotary",
+        description="Positions of the global model's patches: rotary (default) or learned embeddings. The "
+        "local model always learns its patch_size positions (rotary there costs two passes over every byte).",
     )
 
     @model_validator(mode="after")
@@ -53,7 +55,7 @@ class MegabyteConfig(BaseModel):
             dim, heads = getattr(self, f"{stage}_dim"), getattr(self, f"{stage}_heads")
             if dim % heads:
                 problems.append(f"{stage}_dim ({dim}) must be divisible by {stage}_heads ({heads})")
-            elif (dim // heads) % 2 and self.positions == "rotary":
+            elif (dim // heads) % 2 and stage == "global" and self.positions == "rotary":
                 problems.append(f"{stage}_dim / {stage}_heads ({dim // heads}) must be even for rotary positions")
         if problems:
             raise ValueError("; ".join(problems))
