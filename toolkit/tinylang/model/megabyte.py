@@ -21,7 +21,6 @@ So output ``t`` depends on ``ids[0..t]`` only: the model is strictly causal.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -81,14 +80,23 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, self.shape, self.weight, self.eps)
 
 
-class KVCache:
-    """Keys and values of one attention layer, preallocated for ``max_len`` positions."""
+class LayerCache:
+    """What one block remembers between generation steps: keys and values (preallocated for
+    ``max_len`` positions) and its two inputs at the previous position, for the token shift."""
 
     def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor):
         shape = (batch, heads, max_len, head_dim)
         self.k = torch.empty(shape, dtype=like.dtype, device=like.device)
         self.v = torch.empty(shape, dtype=like.dtype, device=like.device)
+        dim = heads * head_dim
+        self.previous_attn_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
+        self.previous_mlp_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
         self.length = 0
+
+    def reset(self) -> None:
+        self.length = 0
+        self.previous_attn_in = torch.zeros_like(self.previous_attn_in)
+        self.previous_mlp_in = torch.zeros_like(self.previous_mlp_in)
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.length + k.shape[-2]
@@ -98,6 +106,20 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+def token_shift(x: torch.Tensor) -> torch.Tensor:
+    """(batch, T, dim): the second half of the features comes from the previous position (zeros at
+    the first). As in RWKV and the reference MEGABYTE: a cheap, causal view of the last byte that
+    measurably speeds up early learning of byte statistics (docs/design.md)."""
+    kept, shifted = x.chunk(2, dim=-1)
+    return torch.cat([kept, F.pad(shifted, (0, 0, 1, -1))], dim=-1)
+
+
+def token_shift_step(x: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """token_shift for one new position, x and previous: (batch, dim)."""
+    half = x.shape[-1] // 2
+    return torch.cat([x[:, :half], previous[:, half:]], dim=-1)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -105,7 +127,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)
         offset = 0 if cache is None else cache.length
@@ -145,30 +167,36 @@ class Block(nn.Module):
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.dropout, training=True) if self.training and self.dropout else x
 
-    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self._drop(self.attn(self.attn_norm(x), rotary, cache))
-        return x + self._drop(self.mlp(self.mlp_norm(x)))
+    def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: LayerCache | None = None) -> torch.Tensor:
+        if cache is not None:  # prefill: remember the last position's inputs for decode()
+            cache.previous_attn_in = x[:, -1].clone()
+        x = x + self._drop(self.attn(self.attn_norm(token_shift(x)), rotary, cache))
+        if cache is not None:
+            cache.previous_mlp_in = x[:, -1].clone()
+        return x + self._drop(self.mlp(self.mlp_norm(token_shift(x))))
 
-    def decode(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, rotary: Rotary | None, cache: LayerCache) -> torch.Tensor:
         """forward() for one new position, x: (batch, dim), attending to the cache. The same
         computation in fewer, flatter operations: at batch 1 on a CPU, generation time is mostly
         per-operation overhead, and this path measured 1.5x faster than forward() with T = 1. The
         test that cached generation equals full forward passes covers it."""
         a, pos = self.attn, cache.length
         B, D = x.shape
-        qkv = F.linear(F.rms_norm(x, (D,), self.attn_norm.weight, self.attn_norm.eps), a.qkv.weight)
-        qkv = qkv.view(B, 3, a.heads, a.head_dim)
+        h = F.rms_norm(token_shift_step(x, cache.previous_attn_in), (D,), self.attn_norm.weight, self.attn_norm.eps)
+        cache.previous_attn_in = x
+        qkv = F.linear(h, a.qkv.weight).view(B, 3, a.heads, a.head_dim)
         qk = qkv[:, :2] if rotary is None else rotary.at(qkv[:, :2], pos)
         cache.k[:, :, pos], cache.v[:, :, pos] = qk[:, 1], qkv[:, 2]
         cache.length = pos + 1
         y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1])
         x = x + F.linear(y.view(B, D), a.out.weight)
-        h = F.rms_norm(x, (D,), self.mlp_norm.weight, self.mlp_norm.eps)
+        h = F.rms_norm(token_shift_step(x, cache.previous_mlp_in), (D,), self.mlp_norm.weight, self.mlp_norm.eps)
+        cache.previous_mlp_in = x
         return x + F.linear(F.gelu(F.linear(h, self.mlp.up.weight)), self.mlp.down.weight)
 
 
 class Transformer(nn.Module):
-    """A causal stack of blocks with a final norm; ``caches`` holds one KVCache per block.
+    """A causal stack of blocks with a final norm; ``caches`` holds one LayerCache per block.
 
     Positions are rotary by default; ``positions="learned"`` adds a learned embedding to the input
     instead (kept for the comparison in docs/design.md)."""
@@ -183,11 +211,11 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, ff_mult, dropout) for _ in range(layers))
         self.norm = RMSNorm(dim)
 
-    def new_caches(self, batch: int, like: torch.Tensor) -> list[KVCache]:
+    def new_caches(self, batch: int, like: torch.Tensor) -> list[LayerCache]:
         hd = self.dim // self.heads
-        return [KVCache(batch, self.heads, self.max_positions, hd, like) for _ in self.blocks]
+        return [LayerCache(batch, self.heads, self.max_positions, hd, like) for _ in self.blocks]
 
-    def forward(self, x: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, caches: list[LayerCache] | None = None) -> torch.Tensor:
         if self.position_embedding is not None:
             offset = 0 if caches is None else caches[0].length
             x = x + self.position_embedding.weight[offset : offset + x.shape[1]]
@@ -195,7 +223,7 @@ class Transformer(nn.Module):
             x = block(x, self.rotary, None if caches is None else caches[i])
         return self.norm(x)
 
-    def decode(self, x: torch.Tensor, caches: list[KVCache]) -> torch.Tensor:
+    def decode(self, x: torch.Tensor, caches: list[LayerCache]) -> torch.Tensor:
         """One new position after those in ``caches``: (batch, dim) -> (batch, dim)."""
         if self.position_embedding is not None:
             x = x + self.position_embedding.weight[caches[0].length]
@@ -218,7 +246,7 @@ class Megabyte(nn.Module):
         self.patch_byte_embed = nn.Embedding(VOCAB_SIZE, c.global_dim // P)
         # Not zeros: an all-zero row stays zero through every pre-norm block, and RMSNorm's gradient at
         # zero is 1/sqrt(eps), which overflowed the gradient norm of 10M+ models.
-        self.global_start = nn.Parameter(torch.randn(c.global_dim) * 0.02)
+        self.global_start = nn.Parameter(torch.randn(c.global_dim))
         self.global_model = Transformer(
             c.global_dim, c.global_layers, c.global_heads, c.ff_mult, c.dropout, c.max_patches, c.positions
         )
@@ -228,18 +256,11 @@ class Megabyte(nn.Module):
         self.local_model = Transformer(
             c.local_dim, c.local_layers, c.local_heads, c.ff_mult, c.dropout, P, "learned"
         )
-        self.head = nn.Linear(c.local_dim, VOCAB_SIZE, bias=False)
-        self.apply(self._init_weights)
-        # GPT-2: scale residual projections by depth so the residual stream starts near unit size.
-        for name, p in self.named_parameters():
-            if name.endswith(("attn.out.weight", "mlp.down.weight")):
-                layers = c.global_layers if name.startswith("global") else c.local_layers
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        # With a bias the unigram distribution is learned in the first steps.
+        self.head = nn.Linear(c.local_dim, VOCAB_SIZE)
+        # Initialisation: PyTorch's defaults (embeddings N(0, 1), linear layers U(+-1/sqrt(fan_in))).
+        # GPT-2's N(0, 0.02) everywhere learned markedly slower at equal steps (docs/design.md): small
+        # byte embeddings drown under the global model's conditioning at the local input.
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -387,6 +408,6 @@ class _GenerationState:
             g = m.global_model.decode(m._embed_patches(completed)[:, 0], self.global_caches)  # (B, Dg)
             self.cond = m._local_conditioning(g[:, None])[:, 0]  # (B, P, Dl)
             for cache in self.local_caches:
-                cache.length = 0
+                cache.reset()
         x = m.local_byte_embed(new_bytes) + self.cond[:, j]  # (B, Dl)
         self.logits = m.head(m.local_model.decode(x, self.local_caches))
