@@ -23,7 +23,8 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/bench_model.py --out docs/bench-results.json
+	$(BIN)/python benchmarks/bench_model.py --compile --out docs/bench-results.json
+	$(BIN)/python benchmarks/bench_positions.py --out docs/bench-positions.json
 
 clean:
 	rm -rf runs/demo-fi-tiny .pytest_cache

@@ -25,7 +25,7 @@ class MegabyteConfig(BaseModel):
 
     patch_size: int = Field(8, ge=1, le=64, description="Bytes per patch (P).")
     context_bytes: int = Field(1024, ge=1, description="Longest input in bytes; a multiple of patch_size.")
-    global_dim: int = Field(256, ge=8, description="Width of the global Transformer; divisible by patch_size.")
+    global_dim: int = Field(256, ge=8, description="Width of the global Transformer.")
     global_layers: int = Field(4, ge=1, description="Blocks in the global Transformer.")
     global_heads: int = Field(4, ge=1, description="Attention heads in the global Transformer.")
     local_dim: int = Field(128, ge=8, description="Width of the local Transformer.")
@@ -45,11 +45,6 @@ class MegabyteConfig(BaseModel):
         if self.context_bytes % self.patch_size:
             problems.append(
                 f"context_bytes ({self.context_bytes}) must be a multiple of patch_size ({self.patch_size})"
-            )
-        if self.global_dim % self.patch_size:
-            problems.append(
-                f"global_dim ({self.global_dim}) must be divisible by patch_size ({self.patch_size}): "
-                "a patch embedding is the concatenation of its bytes' embeddings"
             )
         for stage in ("global", "local"):
             dim, heads = getattr(self, f"{stage}_dim"), getattr(self, f"{stage}_heads")

@@ -242,8 +242,11 @@ class Megabyte(nn.Module):
         super().__init__()
         c = self.config = config
         P = c.patch_size
-        # Global side: each byte gets global_dim / P features; a patch is their concatenation.
-        self.patch_byte_embed = nn.Embedding(VOCAB_SIZE, c.global_dim // P)
+        # Global side: a patch is the concatenation of its bytes' embeddings, projected to global_dim.
+        # (Concatenating global_dim / P features per byte without a projection, as the paper's
+        # notation allows, learned markedly slower: docs/design.md.)
+        self.patch_byte_embed = nn.Embedding(VOCAB_SIZE, c.local_dim)
+        self.patch_proj = nn.Linear(P * c.local_dim, c.global_dim, bias=False)
         # Not zeros: an all-zero row stays zero through every pre-norm block, and RMSNorm's gradient at
         # zero is 1/sqrt(eps), which overflowed the gradient norm of 10M+ models.
         self.global_start = nn.Parameter(torch.randn(c.global_dim))
@@ -270,7 +273,8 @@ class Megabyte(nn.Module):
     def _embed_patches(self, patch_bytes: torch.Tensor) -> torch.Tensor:
         # patch_bytes: (batch, patches * P) -> (batch, patches, global_dim)
         B = patch_bytes.shape[0]
-        return self.patch_byte_embed(patch_bytes).reshape(B, -1, self.config.global_dim)
+        c = self.config
+        return self.patch_proj(self.patch_byte_embed(patch_bytes).reshape(B, -1, c.patch_size * c.local_dim))
 
     def _local_conditioning(self, global_out: torch.Tensor) -> torch.Tensor:
         # (batch, patches, global_dim) -> (batch, patches, P, local_dim)

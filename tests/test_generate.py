@@ -1,0 +1,40 @@
+"""Streaming text out of a byte model: UTF-8 split across steps, broken bytes, end of story."""
+
+from __future__ import annotations
+
+import torch
+
+from tinylang.generate import complete_story, prompt_ids, stream_story
+from tinylang.model import BOS_ID, EOS_ID
+
+
+class ScriptedModel(torch.nn.Module):
+    """Stands in for Megabyte: emits a fixed list of ids through the same ``stream`` interface."""
+
+    def __init__(self, ids: list[int]):
+        super().__init__()
+        self.ids = ids
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen_prompt = None
+
+    def stream(self, ids, max_new_bytes, temperature, top_k, top_p, stop_at_end=False, generator=None):
+        self.seen_prompt = ids
+        for i in self.ids[:max_new_bytes]:
+            yield torch.tensor([i])
+
+
+def test_multibyte_characters_are_held_until_complete():
+    model = ScriptedModel([*"pää".encode(), EOS_ID, *b"never shown"])
+    pieces = list(stream_story(model, "Olipa kerran", max_bytes=100))
+    assert pieces == ["p", "ä", "ä"]
+    assert model.seen_prompt.tolist() == [[BOS_ID, *"Olipa kerran".encode()]]
+
+
+def test_a_character_cut_by_the_byte_limit_becomes_a_replacement_mark():
+    ä = "ä".encode()
+    assert complete_story(ScriptedModel([65, ä[0], ä[1], ä[0]]), "", max_bytes=4) == "Aä\ufffd"
+    assert complete_story(ScriptedModel([65, 0xFF, 66]), "", max_bytes=3) == "A\ufffdB"
+
+
+def test_prompt_ids_start_a_story():
+    assert prompt_ids("Äiti").tolist() == [[BOS_ID, *"Äiti".encode()]]
