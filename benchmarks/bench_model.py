@@ -97,11 +97,11 @@ def build(kind: str, spec: Spec, context: int, device: torch.device) -> nn.Modul
 
 
 def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.AdamW:
-    """The same AdamW for both: decay on matrices only (as tinylang's trainer), fused on CUDA."""
+    """The same AdamW for both: decay on matrices only, fused (as tinylang's trainer)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True if device.type == "cuda" else None)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
 
 
 def amp(device: torch.device):
