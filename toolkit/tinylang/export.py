@@ -45,14 +45,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     }
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
-    (out_dir / "README.md").write_text(model_card(meta, recipe.output.dir), encoding="utf-8")
+    (out_dir / "README.md").write_text(model_card(meta, Path(recipe.output.dir).name, out_dir), encoding="utf-8")
     return out_dir
 
 
-def model_card(meta: dict, run_name: str) -> str:
+def model_card(meta: dict, run_name: str, folder: Path) -> str:
     m, t = meta["model"], meta["training"]
     bpb = "not evaluated" if t["val_bpb"] is None else f"{t['val_bpb']:.4f}"
-    return f"""# {Path(run_name).name}
+    return f"""# {run_name}
 
 A byte-level MEGABYTE language model trained with tinylang {meta['tinylang_version']}.
 
@@ -73,14 +73,14 @@ Ids 0-255 are bytes; {meta['special_ids']['bos']} begins a story, {meta['special
 ## Use
 
 ```bash
-tinylang generate {Path(run_name).name} --prompt "Olipa kerran" --max-bytes 400
+tinylang generate {folder} --prompt "Olipa kerran" --max-bytes 400
 ```
 
 ```python
 from tinylang.checkpoint import load_model
 from tinylang.generate import complete_story
 
-model, _ = load_model("path/to/this/folder")
+model, _ = load_model("{folder}")
 print(complete_story(model, "Olipa kerran", max_bytes=400, seed=0))
 ```
 
