@@ -45,6 +45,8 @@ def train(
         result = run_training(load_recipe(recipe, set_), resume=resume, console=console)
     except (RecipeError, SourceError, CheckpointError, TrainError, RuntimeError) as error:
         _fail(str(error))
+    except KeyboardInterrupt:  # before the loop started, or a second Ctrl-C inside it
+        _fail("aborted; the last scheduled checkpoint (if any) is intact, continue with --resume", 130)
     if result.stopped_by == "interrupt":
         raise typer.Exit(130)
 
@@ -70,16 +72,20 @@ def generate(
         model, _ = load_model(run, pick_device(device))
     except (CheckpointError, RuntimeError) as error:
         _fail(str(error))
-    for i in range(num):
-        if num > 1:
-            console.print(f"[bold]--- story {i + 1}/{num}[/]", highlight=False)
-        sys.stdout.write(prompt)
-        story_seed = None if seed is None else seed + i
-        for piece in stream_story(model, prompt, max_bytes, temperature, top_k, top_p, story_seed):
-            sys.stdout.write(piece)
+    try:
+        for i in range(num):
+            if num > 1:
+                console.print(f"[bold]--- story {i + 1}/{num}[/]", highlight=False)
+            sys.stdout.write(prompt)
+            story_seed = None if seed is None else seed + i
+            for piece in stream_story(model, prompt, max_bytes, temperature, top_k, top_p, story_seed):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
             sys.stdout.flush()
+    except KeyboardInterrupt:
         sys.stdout.write("\n")
-        sys.stdout.flush()
+        raise typer.Exit(130) from None
 
 
 @app.command()

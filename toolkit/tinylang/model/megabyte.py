@@ -12,9 +12,9 @@ step per byte.
 How positions line up. For inputs ``ids[0..T-1]`` the model predicts byte ``s = t + 1`` at output
 ``t``. Think of a stream of byte positions ``s = 0..L-1`` (``L`` = T + 1 rounded up to whole
 patches) cut into ``K = L / P`` patches. Position ``s`` in patch ``k = s // P`` is predicted from
- * the global model's output for patch ``k``, whose input is the concatenated embeddings of the
-   bytes of patch ``k - 1`` (a learned start vector for ``k = 0``), so it sees every byte before
-   patch ``k``;
+ * the global model's output for patch ``k``, whose input is the projected, concatenated
+   embeddings of the bytes of patch ``k - 1`` (a learned start vector for ``k = 0``), so it sees
+   every byte before patch ``k``;
  * the local model, which runs inside patch ``k`` over the previous bytes ``ids[s-1]``.
 So output ``t`` depends on ``ids[0..t]`` only: the model is strictly causal.
 """
@@ -242,6 +242,9 @@ class Megabyte(nn.Module):
         super().__init__()
         c = self.config = config
         P = c.patch_size
+        # Initialisation: PyTorch's defaults (embeddings N(0, 1), linear layers U(+-1/sqrt(fan_in))).
+        # GPT-2's N(0, 0.02) everywhere learned markedly slower per step (docs/benchmarks.md): small
+        # byte embeddings drowned under the global model's conditioning at the local input.
         # Global side: a patch is the concatenation of its bytes' embeddings, projected to global_dim.
         # (Concatenating global_dim / P features per byte without a projection, as the paper's
         # notation allows, learned markedly slower: docs/design.md.)
@@ -261,9 +264,6 @@ class Megabyte(nn.Module):
         )
         # With a bias the unigram distribution is learned in the first steps.
         self.head = nn.Linear(c.local_dim, VOCAB_SIZE)
-        # Initialisation: PyTorch's defaults (embeddings N(0, 1), linear layers U(+-1/sqrt(fan_in))).
-        # GPT-2's N(0, 0.02) everywhere learned markedly slower at equal steps (docs/design.md): small
-        # byte embeddings drown under the global model's conditioning at the local input.
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
