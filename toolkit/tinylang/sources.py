@@ -51,7 +51,8 @@ def in_validation(text: str, fraction: float) -> bool:
 def _split_files(directory: Path, split: str) -> list[Path]:
     found: list[Path] = []
     for suffix in _FILE_SUFFIXES:
-        found += [p for p in [directory / f"{split}{suffix}"] if p.is_file()]
+        if (directory / f"{split}{suffix}").is_file():
+            found.append(directory / f"{split}{suffix}")
         found += sorted(directory.glob(f"{split}-*{suffix}"))
         found += sorted((directory / split).glob(f"*{suffix}")) if (directory / split).is_dir() else []
     return found

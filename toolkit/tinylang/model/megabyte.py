@@ -54,10 +54,10 @@ class Rotary(nn.Module):
         self.register_buffer("cos", cos[:, None, None, :], persistent=False)  # (positions, 1, 1, hd)
         self.register_buffer("sin_signed", sin_signed[:, None, None, :], persistent=False)
 
-    def forward(self, x: torch.Tensor, offset: int) -> torch.Tensor:
-        # x: (batch, T, n, heads, head_dim), positions offset .. offset + T - 1
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, T, n, heads, head_dim), positions 0 .. T - 1
         T = x.shape[1]
-        return self._rotate(x, self.cos[offset : offset + T], self.sin_signed[offset : offset + T])
+        return self._rotate(x, self.cos[:T], self.sin_signed[:T])
 
     def at(self, x: torch.Tensor, position: int) -> torch.Tensor:
         # x: (batch, n, heads, head_dim), all at one position
@@ -98,12 +98,12 @@ class LayerCache:
         self.previous_attn_in = torch.zeros_like(self.previous_attn_in)
         self.previous_mlp_in = torch.zeros_like(self.previous_mlp_in)
 
-    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + k.shape[-2]
-        self.k[:, :, self.length : end] = k
-        self.v[:, :, self.length : end] = v
-        self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
+    def fill(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Store the keys and values of a prefill, (batch, heads, T, head_dim), from position 0."""
+        assert self.length == 0, "prefill needs an empty cache"
+        self.length = k.shape[-2]
+        self.k[:, :, : self.length] = k
+        self.v[:, :, : self.length] = v
 
 
 def token_shift(x: torch.Tensor) -> torch.Tensor:
@@ -130,13 +130,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)
-        offset = 0 if cache is None else cache.length
-        qk = qkv[:, :, :2] if rotary is None else rotary(qkv[:, :, :2], offset)  # (batch, T, 2, heads, head_dim)
+        qk = qkv[:, :, :2] if rotary is None else rotary(qkv[:, :, :2])  # (batch, T, 2, heads, head_dim)
         q, k, v = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
-        if cache is not None:
-            # Prefill starts from an empty cache; later calls add one position and see them all.
-            assert T == 1 or offset == 0, "multi-position calls need an empty cache"
-            k, v = cache.append(k, v)  # (batch, heads, positions so far, head_dim)
+        if cache is not None:  # prefill; one-position steps go through Block.decode
+            cache.fill(k, v)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0
         )
@@ -216,9 +213,8 @@ class Transformer(nn.Module):
         return [LayerCache(batch, self.heads, self.max_positions, hd, like) for _ in self.blocks]
 
     def forward(self, x: torch.Tensor, caches: list[LayerCache] | None = None) -> torch.Tensor:
-        if self.position_embedding is not None:
-            offset = 0 if caches is None else caches[0].length
-            x = x + self.position_embedding.weight[offset : offset + x.shape[1]]
+        if self.position_embedding is not None:  # caches, when given, start empty (prefill)
+            x = x + self.position_embedding.weight[: x.shape[1]]
         for i, block in enumerate(self.blocks):
             x = block(x, self.rotary, None if caches is None else caches[i])
         return self.norm(x)
