@@ -60,3 +60,84 @@ def recipe_file(tmp_path: Path, story_file: Path) -> Path:
     raw = recipe_dict(story_file, tmp_path / "run", tmp_path / "cache")
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+_NOUN_COLUMNS = "nom gen part ill ine ela ade abl all nom_pl part_pl to at from".split()
+_CASES = ["", "n", "a", "an", "ssa", "sta", "lla", "lta", "lle", "t", "ja"]
+
+
+def _noun_row(lemma: str, word_class: str) -> str:
+    forms = [lemma + ending for ending in _CASES]
+    local = [lemma + "an", lemma + "ssa", lemma + "sta"] if word_class == "place" else ["", "", ""]
+    return "\t".join([lemma, word_class] + forms + local)
+
+
+TINY_TEMPLATES = """
+plots:
+  one:
+    - [opening, foreshadowing.hint]
+    - [meet, describe, activity]
+    - [dialogue, conflict.problem, conflict.solution, plot_twist]
+    - [ending, foreshadowing.payoff, moral_value]
+parts:
+  opening: ["Olipa kerran {hero:nom}."]
+  meet:
+    animal: ["{Hero:nom} näki eläimen {noun:gen}."]
+    place: ["{Hero:nom} meni paikkaan {noun:to}."]
+  describe:
+    describes_noun: ["{Noun:nom} oli {adj:nom}."]
+    describes_hero: ["{Hero:nom} oli {adj:nom}."]
+  activity: ["{Hero:nom} ja {friend:nom} halusivat {verb:inf}."]
+  dialogue: ["”{Verb:pass}!” sanoi {pet:nom}."]
+  conflict:
+    - {problem: "Ongelma alkoi.", solution: "Ongelma ratkesi."}
+  plot_twist: ["Yllätys tapahtui."]
+  foreshadowing:
+    - {hint: "Vihje tuli.", payoff: "Vihje toteutui."}
+  ending:
+    happy: ["Loppu hyvin."]
+    bad: ["Loppu huonosti."]
+  moral_value: ["Opetus opittiin."]
+"""
+
+
+def write_tiny_pack(directory: Path) -> Path:
+    """A small but complete Finnish pack (pack.yaml of the real one, a toy grammar) for tests."""
+    grammar = directory / "grammar"
+    grammar.mkdir(parents=True)
+    (directory / "pack.yaml").write_text((REPO / "corpora/fi/pack.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (directory / "eval-beginnings.yaml").write_text("- id: ts-01\n  text: Olipa kerran\n", encoding="utf-8")
+    nouns = {"koira": "animal", "kissa": "animal", "puisto": "place", "metsä": "place"}
+    adjectives = {"iloinen": "animate", "iso": "any", "pieni": "any"}
+    verbs = ["hypätä", "laulaa", "uida"]
+    vocabulary = [f"{w}\tnoun\t" for w in nouns] + [f"{w}\tadj\t" for w in adjectives] + [f"{w}\tverb\t" for w in verbs]
+    (directory / "vocabulary.tsv").write_text("lemma\tpos\tgloss\n" + "\n".join(vocabulary) + "\n", encoding="utf-8")
+    (directory / "function-words.txt").write_text("# test\nja\nse\n", encoding="utf-8")
+    (directory / "names.txt").write_text("Aino\nEino\nMirri\n", encoding="utf-8")
+    rows = [_noun_row(lemma, kind) for lemma, kind in nouns.items()]
+    (grammar / "nouns.tsv").write_text("lemma\tclass\t" + "\t".join(_NOUN_COLUMNS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    header = "lemma\ttarget\t" + "\t".join(_NOUN_COLUMNS[:11])
+    rows = ["\t".join([lemma, target] + [lemma + e for e in _CASES]) for lemma, target in adjectives.items()]
+    (grammar / "adjectives.tsv").write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    columns = "inf pres1 pres3 past3 pres3pl past3pl pass inf3_ill inf3_ine past_ptcp imp2".split()
+    rows = ["\t".join([verb, "kovaa" if verb == "laulaa" else ""] + [f"{verb}_{c}" for c in columns]) for verb in verbs]
+    (grammar / "verbs.tsv").write_text("lemma\tcomplement\t" + "\t".join(columns) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    names = ["Aino\tf\tchild", "Eino\tm\tchild", "Mirri\tf\tpet"]
+    name_rows = ["\t".join([row, row.split()[0], row.split()[0] + "n"]) for row in names]
+    (grammar / "names.tsv").write_text("name\tgender\tkind\tnom\tgen\n" + "\n".join(name_rows) + "\n", encoding="utf-8")
+    (grammar / "templates.yaml").write_text(TINY_TEMPLATES, encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def tiny_pack(tmp_path: Path) -> Path:
+    return write_tiny_pack(tmp_path / "fi")
+
+
+@pytest.fixture
+def llm_server():
+    from tinylang.testing.openai_server import OpenAIServer
+
+    with OpenAIServer(retry_after_s=0.2, slow_s=1.5) as server:
+        yield server

@@ -1,0 +1,338 @@
+"""Language packs: everything that differs between languages, loaded from ``corpora/<lang>/``.
+
+A pack is data, not code (see corpora/README.md): ``pack.yaml`` (names, alphabet, story features,
+prompt templates, instruct labels, filter thresholds), ``vocabulary.tsv``, ``function-words.txt``,
+``names.txt``, ``eval-beginnings.yaml`` and optionally ``grammar/`` (the offline story grammar).
+
+    pack = load_pack("fi")
+    prompt = pack.generation_prompt("koira", "hypätä", "iloinen", ["dialogue"])
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import string
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+FEATURES = ("dialogue", "bad_ending", "moral_value", "plot_twist", "foreshadowing", "conflict")
+PARTS_OF_SPEECH = ("noun", "verb", "adj", "adv")
+PACK_FILES = ("pack.yaml", "vocabulary.tsv", "function-words.txt", "names.txt", "eval-beginnings.yaml")
+
+
+class PackError(ValueError):
+    """A language pack that cannot be loaded; the message names the file."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    label: str = Field(description="Short name in the instruct format, e.g. 'vuoropuhelu'.")
+    prompt: str = Field(description="The feature phrased for the generation prompt.")
+
+
+class Prompts(_Strict):
+    version: str = Field(description="Stored in every record; bump it when a template changes.")
+    generate: str = Field(description="Placeholders {noun} {verb} {adjective} {features_sentence}.")
+    features_sentence: str = Field(description="Placeholder {features}; appended only when features are asked.")
+    list_separator: str = ", "
+    translate: str = Field(description="Placeholders {story} {source_language}.")
+
+
+class InstructLabels(_Strict):
+    features: str
+    words: str
+    story: str
+
+
+class FilterThresholds(_Strict):
+    min_words: int = 40
+    max_words: int = 700
+    language: str | None = Field(None, description="Expected language-ID code; defaults to the pack code.")
+    min_dictionary_coverage: float = Field(0.9, ge=0, le=1)
+    min_vocabulary_adherence: float = Field(0.8, ge=0, le=1)
+
+
+class PackSpec(_Strict):
+    code: str
+    name: str
+    native_name: str
+    alphabet: str = Field(description="Lowercase letters; uppercase forms are derived.")
+    punctuation: str
+    features: dict[str, Feature]
+    prompts: Prompts
+    instruct: InstructLabels
+    filters: FilterThresholds = FilterThresholds()
+
+
+# Placeholders each template must use (exactly these, each at least once).
+TEMPLATE_FIELDS = {
+    "generate": {"noun", "verb", "adjective", "features_sentence"},
+    "features_sentence": {"features"},
+    "translate": {"story", "source_language"},
+}
+
+
+@dataclass(frozen=True)
+class VocabularyEntry:
+    lemma: str
+    pos: str
+    gloss: str = ""
+
+
+@dataclass(frozen=True)
+class EvalBeginning:
+    id: str
+    text: str
+
+
+def packs_root() -> Path:
+    """Where packs live: $TINYLANG_CORPORA, else ./corpora, else the corpora/ beside the sources."""
+    if os.environ.get("TINYLANG_CORPORA"):
+        return Path(os.environ["TINYLANG_CORPORA"])
+    if Path("corpora").is_dir():
+        return Path("corpora")
+    return Path(__file__).resolve().parents[2] / "corpora"
+
+
+def available_packs() -> list[str]:
+    root = packs_root()
+    return sorted(p.name for p in root.iterdir() if (p / "pack.yaml").is_file()) if root.is_dir() else []
+
+
+def template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Non-empty, non-comment lines of a word list."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _read_vocabulary(path: Path) -> tuple[VocabularyEntry, ...]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or rows[0][:2] != ["lemma", "pos"]:
+        raise PackError(f"{path}: the first line must be the header 'lemma<TAB>pos<TAB>gloss'")
+    entries = []
+    for number, row in enumerate(rows[1:], 2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise PackError(f"{path}:{number}: expected 'lemma<TAB>pos[<TAB>gloss]', got {row!r}")
+        entries.append(VocabularyEntry(row[0].strip(), row[1].strip(), row[2].strip() if len(row) > 2 else ""))
+    return tuple(entries)
+
+
+@dataclass
+class LanguagePack:
+    """A loaded pack. Word lists are read eagerly (they are small); the grammar lazily."""
+
+    directory: Path
+    spec: PackSpec
+    vocabulary: tuple[VocabularyEntry, ...]
+    function_words: tuple[str, ...]
+    names: tuple[str, ...]
+    eval_beginnings: tuple[EvalBeginning, ...]
+
+    @property
+    def code(self) -> str:
+        return self.spec.code
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def words(self, pos: str) -> list[str]:
+        """Vocabulary lemmas of one part of speech, in file order."""
+        return [entry.lemma for entry in self.vocabulary if entry.pos == pos]
+
+    @cached_property
+    def allowed_words(self) -> frozenset[str]:
+        """Lowercased vocabulary lemmas, function words and names: what a story may use freely."""
+        words = [e.lemma for e in self.vocabulary] + list(self.function_words) + list(self.names)
+        return frozenset(w.lower() for w in words)
+
+    @property
+    def has_grammar(self) -> bool:
+        return (self.directory / "grammar" / "templates.yaml").is_file()
+
+    @cached_property
+    def grammar(self):
+        """The offline story grammar (``tinylang.corpus.grammar.StoryGrammar``)."""
+        from .corpus.grammar import GrammarError, load_grammar
+
+        if not self.has_grammar:
+            raise PackError(f"{self.directory}: this pack has no story grammar (grammar/templates.yaml)")
+        try:
+            return load_grammar(self.directory / "grammar")
+        except GrammarError as error:
+            raise PackError(str(error)) from None
+
+    # --- prompts -------------------------------------------------------------------------------
+    def feature_labels(self, features: list[str]) -> list[str]:
+        return [self.spec.features[f].label for f in features]
+
+    def generation_prompt(self, noun: str, verb: str, adjective: str, features: list[str]) -> str:
+        """The TinyStories prompt in this pack's words (pure: same inputs, same text)."""
+        prompts = self.spec.prompts
+        sentence = ""
+        if features:
+            phrases = prompts.list_separator.join(self.spec.features[f].prompt for f in features)
+            sentence = prompts.features_sentence.format(features=phrases)
+        return prompts.generate.format(noun=noun, verb=verb, adjective=adjective, features_sentence=sentence)
+
+    def translation_prompt(self, story: str, source_language: str) -> str:
+        return self.spec.prompts.translate.format(story=story, source_language=source_language)
+
+    def instruct_text(self, words: list[str], features: list[str], story: str) -> str:
+        """The TinyStories-Instruct rendering: features, words, then the story, in the pack's labels."""
+        labels = self.spec.instruct
+        lines = []
+        if features:
+            lines.append(f"{labels.features} {self.spec.prompts.list_separator.join(self.feature_labels(features))}")
+        lines.append(f"{labels.words} {self.spec.prompts.list_separator.join(words)}")
+        lines.append(f"{labels.story} {story}")
+        return "\n".join(lines)
+
+
+def _pack_directory(lang: str | Path) -> Path:
+    candidate = Path(lang)
+    if (candidate / "pack.yaml").is_file():
+        return candidate
+    directory = packs_root() / str(lang)
+    if not (directory / "pack.yaml").is_file():
+        known = ", ".join(available_packs()) or "none"
+        raise PackError(f"no language pack {str(lang)!r} (looked for {directory}/pack.yaml; packs here: {known})")
+    return directory
+
+
+def load_pack(lang: str | Path) -> LanguagePack:
+    """Load a pack by code (``fi``, looked up under :func:`packs_root`) or by directory path."""
+    directory = _pack_directory(lang)
+    for name in PACK_FILES:
+        if not (directory / name).is_file():
+            raise PackError(f"{directory}: missing {name}")
+    try:
+        raw = yaml.safe_load((directory / "pack.yaml").read_text(encoding="utf-8"))
+        spec = PackSpec.model_validate(raw)
+    except yaml.YAMLError as error:
+        raise PackError(f"{directory / 'pack.yaml'}: not valid YAML ({error})") from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise PackError(f"{directory / 'pack.yaml'}: {problems}") from None
+    try:
+        items = yaml.safe_load((directory / "eval-beginnings.yaml").read_text(encoding="utf-8")) or []
+        beginnings = tuple(EvalBeginning(str(item["id"]), str(item["text"])) for item in items)
+    except (yaml.YAMLError, TypeError, KeyError) as error:
+        raise PackError(f"{directory / 'eval-beginnings.yaml'}: expected a list of {{id, text}} ({error})") from None
+    return LanguagePack(
+        directory=directory,
+        spec=spec,
+        vocabulary=_read_vocabulary(directory / "vocabulary.tsv"),
+        function_words=tuple(_read_lines(directory / "function-words.txt")),
+        names=tuple(_read_lines(directory / "names.txt")),
+        eval_beginnings=beginnings,
+    )
+
+
+def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> list[str]:
+    """Every problem with a pack, as one message each; an empty list means the pack is sound.
+
+    ``reference`` (normally the English pack) supplies the evaluation ids every pack must share.
+    """
+    problems: list[str] = []
+    where = pack.directory
+    spec = pack.spec
+    if spec.code != where.name and where.name != "pack":
+        problems.append(f"{where}/pack.yaml: code {spec.code!r} differs from the folder name {where.name!r}")
+    if sorted(spec.features) != sorted(FEATURES):
+        problems.append(f"{where}/pack.yaml: features must be exactly {', '.join(FEATURES)}")
+    for name, required in TEMPLATE_FIELDS.items():
+        template = getattr(spec.prompts, name)
+        try:
+            fields = template_fields(template)
+        except ValueError as error:
+            problems.append(f"{where}/pack.yaml: prompts.{name} is not a valid template ({error})")
+            continue
+        if fields != required:
+            problems.append(f"{where}/pack.yaml: prompts.{name} uses {sorted(fields)}, expected {sorted(required)}")
+    if not problems:  # render every template once with and without features
+        try:
+            pack.generation_prompt("x", "y", "z", list(FEATURES))
+            pack.generation_prompt("x", "y", "z", [])
+            pack.translation_prompt("story", "English")
+            pack.instruct_text(["x", "y", "z"], list(FEATURES[:2]), "story")
+        except (KeyError, IndexError, ValueError) as error:
+            problems.append(f"{where}/pack.yaml: a template does not render ({error!r})")
+    seen: dict[tuple[str, str], int] = {}
+    for number, entry in enumerate(pack.vocabulary, 2):
+        if entry.pos not in PARTS_OF_SPEECH:
+            problems.append(f"{where}/vocabulary.tsv:{number}: {entry.lemma!r} has part of speech {entry.pos!r} "
+                            f"(expected one of {', '.join(PARTS_OF_SPEECH)})")
+        if not entry.lemma:
+            problems.append(f"{where}/vocabulary.tsv:{number}: empty lemma")
+        key = (entry.lemma, entry.pos)
+        if key in seen:
+            problems.append(f"{where}/vocabulary.tsv:{number}: {entry.lemma!r} ({entry.pos}) duplicates line {seen[key]}")
+        seen.setdefault(key, number)
+    for label, items in (("function-words.txt", pack.function_words), ("names.txt", pack.names)):
+        duplicates = sorted({w for w in items if items.count(w) > 1})
+        if duplicates:
+            problems.append(f"{where}/{label}: listed twice: {', '.join(duplicates)}")
+    problems += _check_beginnings(pack, reference)
+    if pack.has_grammar:
+        from .corpus.grammar import check_grammar
+
+        try:
+            grammar = pack.grammar
+        except PackError as error:
+            return problems + [str(error)]
+        vocabulary = {pos: set(pack.words(pos)) for pos in PARTS_OF_SPEECH}
+        problems += check_grammar(grammar, vocabulary, set(pack.names))
+    return problems
+
+
+def _check_beginnings(pack: LanguagePack, reference: LanguagePack | None) -> list[str]:
+    where = pack.directory / "eval-beginnings.yaml"
+    problems = []
+    ids = [b.id for b in pack.eval_beginnings]
+    if len(set(ids)) != len(ids):
+        problems.append(f"{where}: duplicate ids")
+    if reference is not None and ids != [b.id for b in reference.eval_beginnings]:
+        problems.append(f"{where}: ids differ from {reference.directory / 'eval-beginnings.yaml'} (they must be parallel)")
+    allowed = set(pack.spec.alphabet) | set(pack.spec.alphabet.upper()) | set(pack.spec.punctuation)
+    for beginning in pack.eval_beginnings:
+        strange = sorted({c for c in beginning.text if not (c in allowed or c.isdigit() or c.isspace())})
+        if strange:
+            problems.append(f"{where}: {beginning.id} has characters outside the alphabet and punctuation: {''.join(strange)}")
+    return problems
+
+
+def summarise_pack(pack: LanguagePack) -> dict:
+    """What ``tinylang langpack show`` prints."""
+    by_pos = {pos: len(pack.words(pos)) for pos in PARTS_OF_SPEECH}
+    summary = {
+        "code": pack.code, "name": f"{pack.name} ({pack.spec.native_name})", "directory": str(pack.directory),
+        "alphabet": pack.spec.alphabet, "vocabulary": by_pos | {"total": len(pack.vocabulary)},
+        "function_words": len(pack.function_words), "names": len(pack.names),
+        "eval_beginnings": len(pack.eval_beginnings), "prompt_version": pack.spec.prompts.version,
+        "features": {name: f.label for name, f in pack.spec.features.items()},
+        "instruct_labels": pack.spec.instruct.model_dump(), "filters": pack.spec.filters.model_dump(),
+    }
+    if pack.has_grammar:
+        grammar = pack.grammar
+        summary["grammar"] = {
+            "plots": len(grammar.plots), "parts": len(grammar.parts),
+            "nouns": len(grammar.lexicon["nouns"]), "verbs": len(grammar.lexicon["verbs"]),
+            "adjectives": len(grammar.lexicon["adjectives"]), "names": len(grammar.lexicon["names"]),
+        }
+    return summary
