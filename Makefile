@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml scripts/install-torch.sh
 	touch $(STAMP)
 
 test: setup
+	sh scripts/install-voikko.sh $(BIN)/python
 	$(BIN)/python -m pytest -q
 
 demo: setup
@@ -25,6 +26,7 @@ bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_model.py --compile --out docs/bench-results.json
 	$(BIN)/python benchmarks/bench_positions.py --out docs/bench-positions.json
+	$(BIN)/python benchmarks/bench_corpus.py --out docs/bench-corpus.json
 
 clean:
 	rm -rf runs/demo-fi-tiny .pytest_cache

@@ -199,3 +199,63 @@ def fingerprint(source: StorySource) -> str:
             stat = p.stat()
             parts.append(f"{split}:{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
+
+
+def iter_source_stories(
+    location: str | Path, split: str = "train", text_column: str = "text", id_column: str = "id",
+    hf_config: str | None = None,
+) -> Iterator[tuple[str, str]]:
+    """(id, text) pairs of a source in its own order, for translation: ids come from ``id_column``
+    when the source has one, else from the position (``train-00000042``), so they are stable."""
+    path = Path(location)
+    if path.is_dir():
+        files = _split_files(path, split)
+        if not files:
+            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt)")
+        rows = (row for file in files for row in _read_rows(file, text_column, id_column))
+    elif path.is_file():
+        rows = _read_rows(path, text_column, id_column)
+    else:
+        open_source(location)  # raises the usual error for missing local paths
+        rows = _read_huggingface_rows(str(location), split, text_column, id_column, hf_config)
+    for index, (row_id, text) in enumerate(rows):
+        if text and text.strip():
+            yield (str(row_id) if row_id is not None else f"{split}-{index:08d}"), text.strip()
+
+
+def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[str | None, str]]:
+    if path.suffix == ".txt":
+        yield from ((None, text) for text in _read_txt(path))
+        return
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    row = json.loads(line)
+                    if text_column not in row:
+                        raise SourceError(f"{path}:{number}: no {text_column!r} field (fields: {', '.join(row)})")
+                    yield row.get(id_column), row[text_column]
+        return
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if text_column not in names:
+        raise SourceError(f"{path}: no {text_column!r} column (columns: {', '.join(names)})")
+    columns = [text_column] + ([id_column] if id_column in names else [])
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        for row in batch.to_pylist():
+            yield row.get(id_column), row[text_column]
+
+
+def _read_huggingface_rows(name: str, split: str, text_column: str, id_column: str, config: str | None):
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
+    except Exception as error:
+        raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
+    for row in dataset:
+        if text_column not in row:
+            raise SourceError(f"{name}: no {text_column!r} column (columns: {', '.join(row)})")
+        yield row.get(id_column), row[text_column]

@@ -1,0 +1,188 @@
+"""build-corpus end to end: grammar and LLM backends, faults, failures, resume after a kill, Batch API."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tinylang.cli import app
+from tinylang.corpus.build import BuildError, BuildOptions, build_corpus
+from tinylang.records import read_jsonl, read_parquet
+from tinylang.sources import open_source, read_stories
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint(monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def corpus_ids(out: Path) -> list[str]:
+    return [r.id for split in ("train", "validation") for r in read_parquet(out / f"{split}.parquet")]
+
+
+def llm_options(tiny_pack, server, out, **overrides) -> BuildOptions:
+    values = dict(lang=str(tiny_pack), n=20, out=out, model="test-model", base_url=server.url, backoff_s=0.01,
+                  timeout_s=1.0, max_attempts=3, concurrency=4)
+    return BuildOptions(**(values | overrides))
+
+
+def test_grammar_build_writes_splits_stats_and_card(tiny_pack, tmp_path):
+    out = tmp_path / "corpus"
+    result = build_corpus(BuildOptions(lang=str(tiny_pack), n=30, out=out, format="instruct"))
+    assert result.backend == "grammar"
+    ids = corpus_ids(out)
+    assert len(ids) == len(set(ids)) == 30
+    records = list(read_parquet(out / "train.parquet"))
+    assert all(r.source == "grammar" and r.model == "grammar/fi" and r.prompt_version.startswith("grammar-") for r in records)
+    assert all(r.instruct.startswith(("Piirteet:", "Sanat:")) and r.instruct.endswith(r.text) for r in records)
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["corpus"]["stories"] == 30 and stats["missing"] == 0 and stats["corpus"]["sources"] == {"grammar": 30}
+    assert "source: grammar" in (out / "card.md").read_text()
+    # The corpus folder is a training source as it is, and loads with datasets.
+    assert len(list(read_stories(open_source(out), "train"))) == stats["splits"]["train"]
+    import datasets
+
+    loaded = datasets.load_dataset("parquet", data_files={"train": str(out / "train.parquet")}, split="train")
+    assert loaded.num_rows == stats["splits"]["train"] and "text" in loaded.column_names
+
+
+def test_grammar_build_resumes_and_extends_without_rewriting(tiny_pack, tmp_path):
+    out = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out))
+    first = {r.id: r.text for shard in (out / "raw").glob("*.jsonl") for r in read_jsonl(shard)}
+    again = build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out))
+    assert again.stats["last_run"]["written"] == 0
+    more = build_corpus(BuildOptions(lang=str(tiny_pack), n=25, out=out))
+    assert more.stats["last_run"]["written"] == 15 and len(corpus_ids(out)) == 25
+    after = {r.id: r.text for shard in (out / "raw").glob("*.jsonl") for r in read_jsonl(shard)}
+    assert {k: after[k] for k in first} == first
+
+
+def test_llm_build_survives_faults_and_records_provenance(tiny_pack, tmp_path, llm_server):
+    llm_server.faults.extend(["429", "500", "drop", "empty"])
+    out = tmp_path / "corpus"
+    result = build_corpus(llm_options(tiny_pack, llm_server, out, format="instruct"))
+    assert result.backend == "llm" and len(corpus_ids(out)) == 20 and result.stats["missing"] == 0
+    llm = result.stats["last_run"]["llm"]
+    assert llm["requests"] == 20 and sum(llm["retries_by_kind"].values()) == 4
+    record = next(read_parquet(out / "train.parquet"))
+    assert record.source == "llm" and record.model == "test-model" and record.prompt_version == "fi-v1"
+    assert record.params["temperature"] == 1.0 and record.usage["completion_tokens"] > 0
+    for word in record.words.values():
+        assert word in record.text  # the test server echoes the quoted words of the prompt
+    assert "api_key" not in (out / "stats.json").read_text()
+    # Everything is cached: a fresh folder with the same cache sends nothing.
+    again = build_corpus(llm_options(tiny_pack, llm_server, tmp_path / "again", cache=out / "llm-cache.sqlite"))
+    assert again.stats["last_run"]["llm"]["cache_hits"] == 20 and again.stats["last_run"]["llm"]["requests"] == 0
+
+
+def test_failed_requests_are_recorded_and_retried_next_run(tiny_pack, tmp_path, llm_server):
+    out = tmp_path / "corpus"
+    llm_server.faults.append("500")
+    result = build_corpus(llm_options(tiny_pack, llm_server, out, max_attempts=1))
+    assert result.stats["missing"] == 1 and result.stats["failed_pending_retry"] == 1
+    failure = json.loads((out / "failures.jsonl").read_text().splitlines()[0])
+    assert failure["kind"] == "server_error" and failure["attempts"] == 1
+    sent_before = len(llm_server.requests)
+    retried = build_corpus(llm_options(tiny_pack, llm_server, out))
+    assert retried.stats["missing"] == 0 and len(corpus_ids(out)) == 20
+    assert len(llm_server.requests) == sent_before + 1
+
+
+def test_bad_key_stops_the_build_with_a_clear_message(tiny_pack, tmp_path, llm_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-print")
+    llm_server.api_key = "sk-the-right-one"
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "5", "--out", str(tmp_path / "c"),
+                                      "--base-url", llm_server.url, "--model", "test-model"])
+    assert result.exit_code == 1
+    assert "refused the API key" in result.output and "sk-do-not-print" not in result.output
+    assert len(llm_server.requests) == 0 or len(llm_server.completed) == 0
+
+
+def test_dry_run_sends_nothing_and_estimates_cost(tiny_pack, tmp_path, llm_server):
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "50", "--out", str(tmp_path / "c"),
+                                      "--base-url", llm_server.url, "--model", "gpt-4o-mini", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "50 requests to send" in result.output and "estimated cost $" in result.output
+    assert llm_server.requests == [] and not (tmp_path / "c").exists()
+
+
+def test_translation_keeps_source_ids(tiny_pack, tmp_path, llm_server):
+    source = tmp_path / "english.jsonl"
+    rows = [{"id": f"story-{i}", "text": f"Tom had a dog number {i}."} for i in range(6)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "translated"
+    build_corpus(llm_options(tiny_pack, llm_server, out, mode="translate", source=str(source), n=4))
+    records = {r.id: r for split in ("train", "validation") for r in read_parquet(out / f"{split}.parquet")}
+    assert sorted(records) == [f"story-{i}" for i in range(4)]
+    assert all(r.source_id == r.id and r.mode == "translate" and r.source_dataset == str(source) for r in records.values())
+    prompts = [body["messages"][0]["content"] for body in llm_server.completed]
+    assert any("Tom had a dog number 0." in p and "suomeksi" in p for p in prompts)
+    with pytest.raises(BuildError, match="translation needs an LLM"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), mode="translate", source=str(source), backend="grammar", out=out))
+
+
+def test_batch_api_submits_once_and_resumes_polling(tiny_pack, tmp_path, llm_server, monkeypatch):
+    out = tmp_path / "batched"
+    llm_server.batch_polls_until_done = 3
+    import tinylang.corpus.batch as batch
+
+    def interrupt(_seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch.time, "sleep", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(llm_options(tiny_pack, llm_server, out, batch_api=True, n=12))
+    state = json.loads((out / "batches.json").read_text())
+    assert len(state) == 1 and len(state[0]["request_ids"]) == 12 and not state[0]["collected"]
+    monkeypatch.setattr(batch.time, "sleep", lambda _seconds: None)
+    result = build_corpus(llm_options(tiny_pack, llm_server, out, batch_api=True, n=12))
+    assert len(llm_server.batches) == 1  # polled the batch it had, never submitted a second
+    assert len(corpus_ids(out)) == 12 and result.stats["missing"] == 0
+    assert json.loads((out / "batches.json").read_text())[0]["collected"]
+    # The answers entered the cache: the ordinary path sends nothing for them.
+    again = build_corpus(llm_options(tiny_pack, llm_server, tmp_path / "again", n=12, cache=out / "llm-cache.sqlite"))
+    assert again.stats["last_run"]["llm"]["cache_hits"] == 12 and again.stats["last_run"]["llm"]["requests"] == 0
+
+
+def test_killed_build_resumes_to_exactly_n_without_resending_finished_requests(tiny_pack, tmp_path):
+    from tinylang.testing.openai_server import OpenAIServer
+
+    out = tmp_path / "corpus"
+    command = [sys.executable, "-m", "tinylang", "build-corpus", "--lang", str(tiny_pack), "--n", "60", "--out", str(out),
+               "--model", "test-model", "--concurrency", "4"]
+    env = dict(os.environ, OPENAI_API_KEY="test")
+    with OpenAIServer(latency_s=0.05) as server:
+        process = subprocess.Popen(command + ["--base-url", server.url], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shard = out / "raw" / "shard-00000.jsonl"
+        deadline = time.time() + 60
+        while time.time() < deadline and (not shard.exists() or shard.read_text().count("\n") < 15):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        written = {r.id for r in read_jsonl(shard)}
+        assert 15 <= len(written) < 60
+        sent_first = len(server.request_ids)
+        result = subprocess.run(command + ["--base-url", server.url], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        second_run = server.request_ids[sent_first:]
+    ids = corpus_ids(out)
+    assert len(ids) == len(set(ids)) == 60
+    assert not set(second_run) & written  # nothing already written was asked again
+    assert len(second_run) == len(set(second_run))
+    # Answers that arrived but were not yet written when the process died came from the cache.
+    assert len(second_run) + _cache_hits(out) == 60 - len(written)
+
+
+def _cache_hits(out: Path) -> int:
+    return json.loads((out / "stats.json").read_text())["last_run"]["llm"]["cache_hits"]

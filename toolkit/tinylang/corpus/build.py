@@ -1,0 +1,261 @@
+"""``tinylang build-corpus``: plan requests, write stories (LLM or story grammar), then the splits.
+
+    result = build_corpus(BuildOptions(lang="fi", n=20_000))   # offline: the story grammar
+    result = build_corpus(BuildOptions(lang="fi", n=1000, model="gpt-4o-mini"))  # with OPENAI_API_KEY
+
+The folder it fills (default ``data/<lang>-<mode>``): ``raw/shard-*.jsonl`` (append-only, written as
+results arrive), ``failures.jsonl``, ``llm-cache.sqlite``, ``train.parquet``, ``validation.parquet``,
+``stats.json`` and ``card.md``. Running the same command again resumes: finished stories are kept,
+failed ones are asked again, and cached answers are not paid for twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rich.console import Console
+
+from ..langpack import LanguagePack, load_pack
+from ..llm import LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, estimate_tokens
+from ..records import StoryRecord
+from .card import write_card, write_stats
+from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation
+from .progress import BuildProgress
+from .store import CorpusStore
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or had to stop; what was written so far is kept."""
+
+
+@dataclass
+class BuildOptions:
+    lang: str
+    n: int = 1000
+    mode: Literal["generate", "translate"] = "generate"
+    backend: Literal["auto", "llm", "grammar"] = "auto"
+    out: Path | None = None
+    seed: int = 0
+    format: Literal["plain", "instruct"] = "plain"
+    source: str | None = None  # translate: HF dataset name or local .txt/.jsonl/.parquet/corpus dir
+    source_split: str = "train"
+    source_lang: str = "en"
+    text_column: str = "text"
+    model: str | None = None
+    base_url: str | None = None
+    concurrency: int = 8
+    temperature: float = 1.0
+    top_p: float | None = None
+    max_tokens: int = 1024
+    timeout_s: float = 120.0
+    max_attempts: int = 6
+    backoff_s: float = 1.0
+    price_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
+    cache: Path | None = None
+    batch_api: bool = False
+    poll_interval_s: float = 30.0
+    dry_run: bool = False
+    validation_fraction: float = 0.05
+    expected_story_tokens: int = 600  # dry-run estimate of one answer
+
+    @property
+    def out_dir(self) -> Path:
+        return self.out or Path("data") / f"{Path(self.lang).name}-{self.mode}"
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    backend: str
+    stats: dict = field(default_factory=dict)
+
+
+def resolve_backend(options: BuildOptions) -> str:
+    """``auto`` means: the LLM when an endpoint is configured, the offline story grammar otherwise."""
+    if options.backend != "auto":
+        return options.backend
+    configured = options.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")
+    return "llm" if configured else "grammar"
+
+
+def llm_settings(options: BuildOptions) -> LLMSettings:
+    return LLMSettings.resolve(
+        model=options.model, base_url=options.base_url, concurrency=options.concurrency,
+        max_attempts=options.max_attempts, timeout_s=options.timeout_s, backoff_s=options.backoff_s,
+        temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens,
+        price_input_per_mtok=options.price_input_per_mtok, price_output_per_mtok=options.price_output_per_mtok,
+    )
+
+
+def messages_for(pack: LanguagePack, request: StoryRequest, source_language: str) -> list[dict]:
+    if request.source_text is not None:
+        content = pack.translation_prompt(request.source_text, source_language)
+    else:
+        w = request.words
+        content = pack.generation_prompt(w["noun"], w["verb"], w["adjective"], list(request.features))
+    return [{"role": "user", "content": content}]
+
+
+def plan(pack: LanguagePack, options: BuildOptions, backend: str) -> list[StoryRequest]:
+    if options.mode == "translate":
+        if not options.source:
+            raise BuildError("--mode translate needs --source (a Hugging Face dataset name or a local file)")
+        return list(plan_translation(options.source, options.n, options.source_split, options.text_column))
+    words = grammar_words(pack) if backend == "grammar" else pack_words(pack)
+    return plan_generation(pack, options.n, options.seed, words)
+
+
+def grammar_version(pack: LanguagePack) -> str:
+    """Changes whenever the templates or the lexicon change."""
+    digest = hashlib.sha256()
+    for path in sorted((pack.directory / "grammar").glob("*")):
+        digest.update(path.read_bytes())
+    return f"grammar-{digest.hexdigest()[:10]}"
+
+
+def _record(pack: LanguagePack, options: BuildOptions, request: StoryRequest, text: str, **fields) -> StoryRecord:
+    words = list(request.words.values())
+    return StoryRecord(
+        id=request.id, lang=pack.code, text=text, mode=options.mode, words=dict(request.words),
+        features=list(request.features), source_id=request.source_id,
+        source_dataset=options.source if options.mode == "translate" else None,
+        instruct=pack.instruct_text(words, list(request.features), text) if options.format == "instruct" and words else None,
+        **fields,
+    )
+
+
+def run_grammar(pack: LanguagePack, options: BuildOptions, pending: list[StoryRequest], store: CorpusStore,
+                progress: BuildProgress) -> None:
+    grammar, version = pack.grammar, grammar_version(pack)
+    for request in pending:
+        w = request.words
+        rng = random.Random(f"{options.seed}:{request.id}")
+        text = grammar.render(w["noun"], w["verb"], w["adjective"], list(request.features), rng)
+        store.write(_record(pack, options, request, text, source="grammar", model=f"grammar/{pack.code}",
+                            prompt_version=version, params={"seed": options.seed}))
+        progress.advance()
+
+
+async def run_llm(pack: LanguagePack, options: BuildOptions, settings: LLMSettings, pending: list[StoryRequest],
+                  store: CorpusStore, progress: BuildProgress, client: LLMClient) -> int:
+    """Keep ``concurrency`` requests in flight; write each story the moment it arrives."""
+    queue = iter(pending)
+    failures = 0
+    params = {"temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
+              "seed": options.seed}
+    params = {k: v for k, v in params.items() if v is not None}
+
+    async def worker() -> None:
+        nonlocal failures
+        for request in queue:
+            try:
+                completion = await client.complete(messages_for(pack, request, options.source_lang), request.id)
+            except LLMRequestFailed as error:
+                store.write_failure(request.id, error.kind, str(error), error.attempts)
+                failures += 1
+                progress.advance(failed=True)
+                continue
+            usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
+            store.write(_record(pack, options, request, completion.text, source="llm", model=completion.model,
+                                prompt_version=pack.spec.prompts.version, params=params, usage=usage))
+            progress.advance(usage=client.usage)
+
+    # Twice as many workers as slots: a worker sleeping before a retry leaves its slot to another.
+    tasks = [asyncio.create_task(worker()) for _ in range(min(len(pending), 2 * settings.concurrency))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    return failures
+
+
+def dry_run_estimate(pack: LanguagePack, options: BuildOptions, settings: LLMSettings | None,
+                     pending: list[StoryRequest]) -> dict:
+    prompt_tokens = sum(estimate_tokens(messages_for(pack, r, options.source_lang)[0]["content"]) for r in pending)
+    story_tokens = options.expected_story_tokens
+    if options.mode == "translate":  # a translation is about as long as its source
+        story_tokens = sum(estimate_tokens(r.source_text or "") for r in pending) // max(1, len(pending))
+    estimate = {"requests": len(pending), "prompt_tokens": prompt_tokens,
+                "completion_tokens": story_tokens * len(pending), "completion_tokens_max": options.max_tokens * len(pending)}
+    if settings:
+        cost = settings.cost_usd(estimate["prompt_tokens"], estimate["completion_tokens"])
+        if cost is not None and options.batch_api:
+            cost /= 2
+        estimate["cost_usd"] = cost
+        estimate["model"] = settings.model
+    return estimate
+
+
+def build_corpus(options: BuildOptions, console: Console | None = None) -> BuildResult:
+    console = console or Console(stderr=True)
+    pack = load_pack(options.lang)
+    backend = resolve_backend(options)
+    if backend == "grammar" and options.mode == "translate":
+        raise BuildError("translation needs an LLM: pass --base-url/--model (or set OPENAI_API_KEY)")
+    if backend == "grammar" and options.backend == "auto":
+        console.print("No LLM endpoint configured (--base-url, OPENAI_BASE_URL or OPENAI_API_KEY): "
+                      f"writing stories with the offline {pack.name} story grammar (source: grammar).")
+    try:
+        settings = llm_settings(options) if backend == "llm" else None
+    except LLMFatalError as error:
+        raise BuildError(str(error)) from None
+    requests = plan(pack, options, backend)
+    if options.mode == "translate" and len(requests) < options.n:
+        console.print(f"[yellow]The source has only {len(requests)} stories; translating those.[/]")
+    out = options.out_dir
+    if options.dry_run:
+        done = CorpusStore(out).done_ids() if (out / "raw").is_dir() else set()
+        pending = [r for r in requests if r.id not in done]
+        estimate = dry_run_estimate(pack, options, settings, pending) | {"backend": backend, "already_done": len(done)}
+        return BuildResult(out, backend, {"dry_run": estimate})
+    store = CorpusStore(out)
+    done = store.done_ids()
+    pending = [r for r in requests if r.id not in done]
+    if store.repaired_bytes:
+        console.print(f"Cut {store.repaired_bytes} bytes of a record torn by an earlier interruption.")
+    if done:
+        console.print(f"Resuming {out}: {len(requests) - len(pending):,} of {len(requests):,} stories already written.")
+    started = time.perf_counter()
+    failures = 0
+    client = LLMClient(settings, options.cache or out / "llm-cache.sqlite") if settings else None
+    try:
+        with BuildProgress(console, total=len(requests), done=len(requests) - len(pending), settings=settings) as progress:
+            if backend == "grammar":
+                run_grammar(pack, options, pending, store, progress)
+            elif options.batch_api:
+                from .batch import run_batch
+
+                failures = run_batch(pack, options, settings, pending, store, progress, client)
+            else:
+                failures = asyncio.run(_run_with_client(pack, options, settings, pending, store, progress, client))
+    except LLMFatalError as error:
+        raise BuildError(f"{error}. Stories written so far are kept in {out}; rerun to continue.") from None
+    finally:
+        store.close()
+    seconds = time.perf_counter() - started
+    split_counts = store.write_splits([r.id for r in requests], options.validation_fraction)
+    run = {"backend": backend, "written": len(pending) - failures, "failed": failures, "seconds": round(seconds, 2),
+           "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
+    if client:
+        run["llm"] = client.usage.as_dict() | {"settings": settings.public()}
+    stats = write_stats(out, pack, options, requests, split_counts, run)
+    write_card(out, pack, options, stats)
+    return BuildResult(out, backend, stats)
+
+
+async def _run_with_client(pack, options, settings, pending, store, progress, client) -> int:
+    try:
+        return await run_llm(pack, options, settings, pending, store, progress, client)
+    finally:
+        await client.aclose()

@@ -1,0 +1,86 @@
+"""``stats.json`` and ``card.md`` of a built corpus: counts, cost, provenance, licence note.
+
+    stats = write_stats(out, pack, options, requests, split_counts, run)
+    write_card(out, pack, options, stats)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from ..langpack import LanguagePack
+from ..records import read_jsonl
+
+
+def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
+    """Provenance and token totals over every run that contributed to the corpus."""
+    sources, models, versions, features = Counter(), Counter(), Counter(), Counter()
+    prompt_tokens = completion_tokens = words = 0
+    seen: set[str] = set()
+    for shard in sorted((out / "raw").glob("shard-*.jsonl")):
+        for record in read_jsonl(shard):
+            if record.id not in wanted or record.id in seen:
+                continue
+            seen.add(record.id)
+            sources[record.source] += 1
+            models[record.model or "?"] += 1
+            versions[record.prompt_version or "?"] += 1
+            features.update(record.features or ["none"])
+            prompt_tokens += record.usage.get("prompt_tokens", 0)
+            completion_tokens += record.usage.get("completion_tokens", 0)
+            words += len(record.text.split())
+    return {"stories": len(seen), "sources": dict(sources), "models": dict(models), "prompt_versions": dict(versions),
+            "features": dict(features), "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "mean_words": round(words / len(seen), 1) if seen else 0}, seen
+
+
+def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: dict, run: dict) -> dict:
+    wanted = {r.id for r in requests}
+    failures_path = out / "failures.jsonl"
+    failed_ids = set()
+    if failures_path.exists():
+        failed_ids = {json.loads(line)["id"] for line in failures_path.read_text(encoding="utf-8").splitlines() if line}
+    totals, written = corpus_totals(out, wanted)
+    stats = {
+        "lang": pack.code, "mode": options.mode, "format": options.format, "requested": len(requests),
+        "source": options.source, "splits": split_counts, "corpus": totals,
+        "missing": len(wanted - written),
+        "failed_pending_retry": len((failed_ids & wanted) - written),
+        "last_run": run,
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return stats
+
+
+def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
+    corpus = stats["corpus"]
+    lines = [
+        f"# {pack.name} TinyStories-style corpus ({options.mode})",
+        "",
+        f"Built with `tinylang build-corpus --lang {pack.code} --mode {options.mode} --n {options.n}`.",
+        "",
+        "| | |", "|---|---|",
+        f"| language | {pack.name} ({pack.code}) |",
+        f"| stories | {corpus['stories']:,} (train {stats['splits'].get('train', 0):,}, validation {stats['splits'].get('validation', 0):,}) |",
+        f"| written by | {', '.join(f'{k}: {v:,}' for k, v in corpus['sources'].items()) or '-'} |",
+        f"| models | {', '.join(f'{k}: {v:,}' for k, v in corpus['models'].items()) or '-'} |",
+        f"| prompt versions | {', '.join(corpus['prompt_versions']) or '-'} |",
+        f"| mean length | {corpus['mean_words']} words |",
+        f"| tokens | {corpus['prompt_tokens']:,} prompt + {corpus['completion_tokens']:,} completion |",
+        f"| features | {', '.join(f'{k}: {v:,}' for k, v in sorted(corpus['features'].items()))} |",
+    ]
+    if options.mode == "translate":
+        lines.append(f"| translated from | {options.source} ({options.source_split}); ids are the source ids |")
+    if stats["missing"]:
+        lines.append(f"| missing | {stats['missing']:,} requests failed; rerun the command to retry them |")
+    lines += [
+        "",
+        "Stories marked `source: grammar` were written by the pack's offline story grammar, not by an LLM.",
+        "The stories are unfiltered LLM (or grammar) output.",
+        "",
+        "Licence: generated text follows the terms of the model that wrote it; translations of",
+        "TinyStories inherit its CDLA-Sharing-1.0 licence. Check both before publishing.",
+    ]
+    (out / "card.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,60 @@
+"""What to ask for: the TinyStories request plan, reproducible from the seed alone.
+
+Story ``i`` of a plan is the same whatever ``n`` is and however often the build was interrupted, so
+a resumed or extended build asks for exactly the stories it still lacks.
+
+    requests = plan_generation(pack, n=1000, seed=0, words=pack_words(pack))
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+from ..langpack import FEATURES, LanguagePack
+from ..sources import iter_source_stories
+
+MAX_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class StoryRequest:
+    id: str
+    words: dict[str, str] = field(default_factory=dict)  # noun / verb / adjective
+    features: tuple[str, ...] = ()
+    source_id: str | None = None
+    source_text: str | None = None
+
+
+def pack_words(pack: LanguagePack) -> dict[str, list[str]]:
+    """The restricted vocabulary by role, as the LLM prompt samples it."""
+    return {"noun": pack.words("noun"), "verb": pack.words("verb"), "adjective": pack.words("adj")}
+
+
+def grammar_words(pack: LanguagePack) -> dict[str, list[str]]:
+    """Only words the story grammar has forms for."""
+    grammar = pack.grammar
+    return {"noun": grammar.words("noun"), "verb": grammar.words("verb"), "adjective": grammar.words("adj")}
+
+
+def sample_request(index: int, lang: str, seed: int, words: dict[str, list[str]]) -> StoryRequest:
+    """One noun, one verb, one adjective and 0-3 features, seeded by (seed, index)."""
+    rng = random.Random(f"{seed}:{index}")
+    chosen = {role: rng.choice(words[role]) for role in ("noun", "verb", "adjective")}
+    picked = set(rng.sample(FEATURES, rng.randint(0, MAX_FEATURES)))
+    return StoryRequest(id=f"{lang}-{seed}-{index:07d}", words=chosen, features=tuple(f for f in FEATURES if f in picked))
+
+
+def plan_generation(pack: LanguagePack, n: int, seed: int, words: dict[str, list[str]]) -> list[StoryRequest]:
+    for role in ("noun", "verb", "adjective"):
+        if not words.get(role):
+            raise ValueError(f"the {pack.code} pack has no {role}s to sample from")
+    return [sample_request(i, pack.code, seed, words) for i in range(n)]
+
+
+def plan_translation(source: str, n: int, split: str = "train", text_column: str = "text") -> Iterator[StoryRequest]:
+    """The first ``n`` stories of the source; each keeps the source's id."""
+    for source_id, text in islice(iter_source_stories(source, split, text_column), n):
+        yield StoryRequest(id=source_id, source_id=source_id, source_text=text)

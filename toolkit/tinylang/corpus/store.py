@@ -1,0 +1,96 @@
+"""The corpus folder: append-only raw shards written as results arrive, failures, and final splits.
+
+Killing a build at any moment loses at most the line being written (cut off on the next start);
+every finished story is on disk, so a rerun asks only for what is missing.
+
+    store = CorpusStore(Path("data/fi-generate"))
+    done = store.done_ids()
+    store.write(record)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..records import StoryRecord, read_jsonl, record_line, repair_torn_tail, write_parquet
+from ..sources import in_validation
+
+SHARD_RECORDS = 50_000
+
+
+class CorpusStore:
+    def __init__(self, directory: Path, shard_records: int = SHARD_RECORDS) -> None:
+        self.directory = Path(directory)
+        self.raw = self.directory / "raw"
+        self.raw.mkdir(parents=True, exist_ok=True)
+        self.shard_records = shard_records
+        self.repaired_bytes = sum(repair_torn_tail(p) for p in self.shards())
+        self._handle = None
+        self._in_shard = 0
+        self._failures = None
+
+    def shards(self) -> list[Path]:
+        return sorted(self.raw.glob("shard-*.jsonl"))
+
+    def done_ids(self) -> set[str]:
+        done = set()
+        for shard in self.shards():
+            with shard.open(encoding="utf-8") as handle:
+                for line in handle:
+                    if line.strip():
+                        done.add(json.loads(line)["id"])
+        return done
+
+    def _open_shard(self) -> None:
+        if self._handle:
+            self._handle.close()
+        number = len(self.shards())
+        self._handle = (self.raw / f"shard-{number:05d}.jsonl").open("a", encoding="utf-8")
+        self._in_shard = 0
+
+    def write(self, record: StoryRecord) -> None:
+        """Append one record and hand it to the OS at once (a kill cannot lose it)."""
+        if self._handle is None or self._in_shard >= self.shard_records:
+            self._open_shard()
+        self._handle.write(record_line(record))
+        self._handle.flush()
+        self._in_shard += 1
+
+    def write_failure(self, request_id: str, kind: str, message: str, attempts: int) -> None:
+        """Failed requests are logged here and retried by the next run (they are not done)."""
+        if self._failures is None:
+            self._failures = (self.directory / "failures.jsonl").open("a", encoding="utf-8")
+        entry = {"id": request_id, "kind": kind, "message": message, "attempts": attempts, "time": time.time()}
+        self._failures.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._failures.flush()
+
+    def close(self) -> None:
+        for handle in (self._handle, self._failures):
+            if handle:
+                handle.close()
+        self._handle = self._failures = None
+
+    def final_records(self, wanted: list[str]) -> Iterator[StoryRecord]:
+        """Raw records whose id is in ``wanted`` (the plan), each once, streamed shard by shard."""
+        wanted_ids, seen = set(wanted), set()
+        for shard in self.shards():
+            for record in read_jsonl(shard):
+                if record.id in wanted_ids and record.id not in seen:
+                    seen.add(record.id)
+                    yield record
+
+    def write_splits(self, wanted: list[str], validation_fraction: float) -> dict[str, int]:
+        """train.parquet and validation.parquet; a story's split depends only on its id, and a
+        corpus of two or more stories always gets at least one validation story."""
+        validation = {i for i in wanted if in_validation(i, validation_fraction)}
+        if not validation and len(wanted) > 1:
+            validation = {min(wanted, key=lambda i: zlib.crc32(i.encode()))}
+        counts = {}
+        for name in ("train", "validation"):
+            chosen = (r for r in self.final_records(wanted) if (r.id in validation) == (name == "validation"))
+            counts[name] = write_parquet(self.directory / f"{name}.parquet", chosen)
+        return counts
