@@ -121,3 +121,12 @@ def test_grammar_folder_can_live_anywhere(tiny_pack, tmp_path):
     copy = tmp_path / "elsewhere"
     shutil.copytree(tiny_pack / "grammar", copy)
     assert load_grammar(copy).words("noun") == ["koira", "kissa", "puisto", "metsä"]
+
+
+def test_a_plot_can_have_its_own_feature_parts(tiny_pack):
+    templates = tiny_pack / "grammar" / "templates.yaml"
+    text = templates.read_text(encoding="utf-8").replace("[dialogue,", "[dialogue_picnic,")
+    templates.write_text(text + '  dialogue_picnic: ["”Eväät!” sanoi {hero:nom}."]\n', encoding="utf-8")
+    grammar = load_grammar(tiny_pack / "grammar")
+    assert "Eväät" in grammar.render("koira", "uida", "iso", ["dialogue"], random.Random(0))
+    assert "Eväät" not in grammar.render("koira", "uida", "iso", [], random.Random(0))

@@ -12,7 +12,8 @@ Template language (``grammar/templates.yaml``):
     pronoun column of ``pronouns`` chosen by the name's gender. ``{Slot:form}`` capitalises.
     Verb forms are followed by the verb's ``complement`` ("rakensi" + "majaa").
   * ``plots`` map a name to paragraphs of part references. A part named after a story feature
-    (``dialogue``, ``conflict``...) is used only when that feature is asked for; ``part.sub`` picks
+    (``dialogue``, ``conflict``..., or ``dialogue_<anything>`` for a plot's own) is used only
+    when that feature is asked for; ``part.sub`` picks
     one text of a paired part (a foreshadowing hint and its payoff come from one alternative). A
     plot shows ``bad_ending`` when one of its parts has alternatives tagged ``bad``.
   * ``parts`` map a name to a list of alternatives, or to ``{tag: [alternatives]}`` where tags are
@@ -126,8 +127,12 @@ class PartRef:
 
     @property
     def feature(self) -> str | None:
-        """Parts named after a story feature appear only in stories that ask for it."""
-        return self.part if self.part in FEATURES else None
+        """Parts named after a story feature (``dialogue``, or ``dialogue_picnic`` for a plot's own
+        dialogue) appear only in stories that ask for that feature."""
+        for feature in FEATURES:
+            if self.part == feature or self.part.startswith(feature + "_"):
+                return feature
+        return None
 
 
 def _parse_ref(text: str) -> PartRef:
