@@ -41,3 +41,16 @@ def test_readme_python_example_runs(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "runs" / "readme-example" / "checkpoint.pt").is_file()
+
+
+def test_every_build_corpus_option_is_documented():
+    import click
+    import typer.main
+
+    from tinylang.cli import app
+
+    command = typer.main.get_command(app).commands["build-corpus"]
+    options = [opt for param in command.params if isinstance(param, click.Option) for opt in param.opts]
+    page = (ROOT / "docs" / "build-corpus.md").read_text(encoding="utf-8")
+    missing = [opt for opt in options if opt.startswith("--") and f"`{opt}`" not in page and opt != "--help"]
+    assert missing == []

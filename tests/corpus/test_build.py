@@ -126,7 +126,7 @@ def test_translation_keeps_source_ids(tiny_pack, tmp_path, llm_server):
     assert sorted(records) == [f"story-{i}" for i in range(4)]
     assert all(r.source_id == r.id and r.mode == "translate" and r.source_dataset == str(source) for r in records.values())
     prompts = [body["messages"][0]["content"] for body in llm_server.completed]
-    assert any("Tom had a dog number 0." in p and "suomeksi" in p for p in prompts)
+    assert any("Tom had a dog number 0." in p and "suomeksi" in p and "(English)" in p for p in prompts)
     with pytest.raises(BuildError, match="translation needs an LLM"):
         build_corpus(BuildOptions(lang=str(tiny_pack), mode="translate", source=str(source), backend="grammar", out=out))
 

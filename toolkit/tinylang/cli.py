@@ -167,6 +167,7 @@ def build_corpus_command(
     source: Optional[str] = typer.Option(None, "--source", help="translate: HF dataset name, or local .txt/.jsonl/.parquet."),
     source_split: str = typer.Option("train", "--source-split", help="translate: split of the source to read."),
     source_lang: str = typer.Option("en", "--source-lang", help="translate: language pack of the source."),
+    text_column: str = typer.Option("text", "--text-column", help="translate: column holding the story."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default data/<lang>-<mode>)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the word/feature sampling (and the grammar)."),
     backend: str = typer.Option("auto", "--backend", help="auto (LLM if an endpoint is configured), llm or grammar."),
@@ -197,7 +198,7 @@ def build_corpus_command(
             _fail(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
     options = BuildOptions(
         lang=lang, n=n, mode=mode, backend=backend, out=out, seed=seed, format=format_, source=source,
-        source_split=source_split, source_lang=source_lang, model=model, base_url=base_url, concurrency=concurrency,
+        source_split=source_split, source_lang=source_lang, text_column=text_column, model=model, base_url=base_url, concurrency=concurrency,
         temperature=temperature, max_tokens=max_tokens, timeout_s=timeout_s, max_attempts=max_attempts,
         price_input_per_mtok=price_input, price_output_per_mtok=price_output, cache=cache, batch_api=batch_api,
         poll_interval_s=poll_interval, dry_run=dry_run,
@@ -221,17 +222,23 @@ def build_corpus_command(
         return
     stats = result.stats
     run = stats["last_run"]
+    if run["written"] == 0 and not run["failed"] and not stats["missing"]:
+        console.print(f"Nothing to do: {result.out} already holds all {stats['corpus']['stories']:,} stories.")
+        return
     console.print(
-        f"Wrote {run['written']:,} stories in {run['seconds']:.1f} s ({run['stories_per_s'] or 0:,.0f}/s); corpus "
+        f"Wrote {run['written']:,} stories in {run['seconds']:.1f} s ({run['stories_per_s'] or 0:,.1f}/s); corpus "
         f"{result.out}: {stats['corpus']['stories']:,} stories (train {stats['splits']['train']:,}, "
         f"validation {stats['splits']['validation']:,})" + (f", {stats['missing']:,} missing" if stats["missing"] else "")
     )
     llm = run.get("llm")
     if llm:
         cost = f", ${llm['cost_usd']:.4f}" if llm["cost_usd"] is not None else ""
+        def kinds(counts: dict) -> str:
+            return ", ".join(f"{kind} {count}" for kind, count in counts.items()) or "none"
+
         console.print(f"LLM: {llm['requests']:,} requests, {llm['cache_hits']:,} cache hits, "
-                      f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens{cost}, retries {llm['retries_by_kind'] or 0}, "
-                      f"failures {llm['failures_by_kind'] or 0}")
+                      f"{llm['prompt_tokens'] + llm['completion_tokens']:,} tokens{cost}; "
+                      f"retries: {kinds(llm['retries_by_kind'])}; failures: {kinds(llm['failures_by_kind'])}")
     if stats["missing"]:
         console.print(f"[yellow]{stats['missing']:,} requests failed (see {result.out}/failures.jsonl); "
                       "run the same command again to retry them.[/]")

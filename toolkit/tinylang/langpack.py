@@ -252,8 +252,6 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
     problems: list[str] = []
     where = pack.directory
     spec = pack.spec
-    if spec.code != where.name and where.name != "pack":
-        problems.append(f"{where}/pack.yaml: code {spec.code!r} differs from the folder name {where.name!r}")
     if sorted(spec.features) != sorted(FEATURES):
         problems.append(f"{where}/pack.yaml: features must be exactly {', '.join(FEATURES)}")
     for name, required in TEMPLATE_FIELDS.items():

@@ -55,16 +55,17 @@ def request_line(settings: LLMSettings, request: StoryRequest, messages: list[di
 def run_batch(pack: LanguagePack, options, settings: LLMSettings, pending: list[StoryRequest], store: CorpusStore,
               progress: BuildProgress, client: LLMClient) -> int:
     """Submit what is pending (minus cached answers and batches in flight), poll, collect; returns failures."""
-    from .build import _record, messages_for  # build imports this module lazily
+    from .build import messages_for, source_language_name, story_record  # build imports this module lazily
 
     api = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=settings.timeout_s, max_retries=5)
-    messages = {r.id: messages_for(pack, r, options.source_lang) for r in pending}
+    source_language = source_language_name(options.source_lang)
+    messages = {r.id: messages_for(pack, r, source_language) for r in pending}
     by_id = {r.id: r for r in pending}
     params = {"temperature": settings.temperature, "max_tokens": settings.max_tokens, "seed": options.seed, "batch_api": True}
 
     def write(request: StoryRequest, completion: Completion) -> None:
         usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-        store.write(_record(pack, options, request, completion.text, source="llm", model=completion.model,
+        store.write(story_record(pack, options, request, completion.text, source="llm", model=completion.model,
                             prompt_version=pack.spec.prompts.version, params=params, usage=usage))
         progress.advance(usage=client.usage)
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from rich.console import Console
 
-from ..langpack import LanguagePack, load_pack
+from ..langpack import LanguagePack, PackError, load_pack
 from ..llm import LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, estimate_tokens
 from ..records import StoryRecord
 from .card import write_card, write_stats
@@ -68,7 +68,7 @@ class BuildOptions:
 
     @property
     def out_dir(self) -> Path:
-        return self.out or Path("data") / f"{Path(self.lang).name}-{self.mode}"
+        return Path(self.out) if self.out else Path("data") / f"{Path(self.lang).name}-{self.mode}"
 
 
 @dataclass
@@ -93,6 +93,14 @@ def llm_settings(options: BuildOptions) -> LLMSettings:
         temperature=options.temperature, top_p=options.top_p, max_tokens=options.max_tokens,
         price_input_per_mtok=options.price_input_per_mtok, price_output_per_mtok=options.price_output_per_mtok,
     )
+
+
+def source_language_name(code: str) -> str:
+    """'en' -> 'English' when a pack of that code exists; anything else is used as written."""
+    try:
+        return load_pack(code).spec.name
+    except PackError:
+        return code
 
 
 def messages_for(pack: LanguagePack, request: StoryRequest, source_language: str) -> list[dict]:
@@ -121,7 +129,8 @@ def grammar_version(pack: LanguagePack) -> str:
     return f"grammar-{digest.hexdigest()[:10]}"
 
 
-def _record(pack: LanguagePack, options: BuildOptions, request: StoryRequest, text: str, **fields) -> StoryRecord:
+def story_record(pack: LanguagePack, options: BuildOptions, request: StoryRequest, text: str, **fields) -> StoryRecord:
+    """A record with everything the request asked for; the backend adds source, model and usage."""
     words = list(request.words.values())
     return StoryRecord(
         id=request.id, lang=pack.code, text=text, mode=options.mode, words=dict(request.words),
@@ -139,7 +148,7 @@ def run_grammar(pack: LanguagePack, options: BuildOptions, pending: list[StoryRe
         w = request.words
         rng = random.Random(f"{options.seed}:{request.id}")
         text = grammar.render(w["noun"], w["verb"], w["adjective"], list(request.features), rng)
-        store.write(_record(pack, options, request, text, source="grammar", model=f"grammar/{pack.code}",
+        store.write(story_record(pack, options, request, text, source="grammar", model=f"grammar/{pack.code}",
                             prompt_version=version, params={"seed": options.seed}))
         progress.advance()
 
@@ -149,6 +158,7 @@ async def run_llm(pack: LanguagePack, options: BuildOptions, settings: LLMSettin
     """Keep ``concurrency`` requests in flight; write each story the moment it arrives."""
     queue = iter(pending)
     failures = 0
+    source_language = source_language_name(options.source_lang)
     params = {"temperature": settings.temperature, "top_p": settings.top_p, "max_tokens": settings.max_tokens,
               "seed": options.seed}
     params = {k: v for k, v in params.items() if v is not None}
@@ -157,14 +167,14 @@ async def run_llm(pack: LanguagePack, options: BuildOptions, settings: LLMSettin
         nonlocal failures
         for request in queue:
             try:
-                completion = await client.complete(messages_for(pack, request, options.source_lang), request.id)
+                completion = await client.complete(messages_for(pack, request, source_language), request.id)
             except LLMRequestFailed as error:
                 store.write_failure(request.id, error.kind, str(error), error.attempts)
                 failures += 1
                 progress.advance(failed=True)
                 continue
             usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
-            store.write(_record(pack, options, request, completion.text, source="llm", model=completion.model,
+            store.write(story_record(pack, options, request, completion.text, source="llm", model=completion.model,
                                 prompt_version=pack.spec.prompts.version, params=params, usage=usage))
             progress.advance(usage=client.usage)
 
@@ -182,7 +192,8 @@ async def run_llm(pack: LanguagePack, options: BuildOptions, settings: LLMSettin
 
 def dry_run_estimate(pack: LanguagePack, options: BuildOptions, settings: LLMSettings | None,
                      pending: list[StoryRequest]) -> dict:
-    prompt_tokens = sum(estimate_tokens(messages_for(pack, r, options.source_lang)[0]["content"]) for r in pending)
+    source_language = source_language_name(options.source_lang)
+    prompt_tokens = sum(estimate_tokens(messages_for(pack, r, source_language)[0]["content"]) for r in pending)
     story_tokens = options.expected_story_tokens
     if options.mode == "translate":  # a translation is about as long as its source
         story_tokens = sum(estimate_tokens(r.source_text or "") for r in pending) // max(1, len(pending))
@@ -228,7 +239,7 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         console.print(f"Resuming {out}: {len(requests) - len(pending):,} of {len(requests):,} stories already written.")
     started = time.perf_counter()
     failures = 0
-    client = LLMClient(settings, options.cache or out / "llm-cache.sqlite") if settings else None
+    client = LLMClient(settings, Path(options.cache) if options.cache else out / "llm-cache.sqlite") if settings else None
     try:
         with BuildProgress(console, total=len(requests), done=len(requests) - len(pending), settings=settings) as progress:
             if backend == "grammar":

@@ -68,9 +68,10 @@ def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
         f"| models | {', '.join(f'{k}: {v:,}' for k, v in corpus['models'].items()) or '-'} |",
         f"| prompt versions | {', '.join(corpus['prompt_versions']) or '-'} |",
         f"| mean length | {corpus['mean_words']} words |",
-        f"| tokens | {corpus['prompt_tokens']:,} prompt + {corpus['completion_tokens']:,} completion |",
         f"| features | {', '.join(f'{k}: {v:,}' for k, v in sorted(corpus['features'].items()))} |",
     ]
+    if corpus["prompt_tokens"]:
+        lines.append(f"| tokens | {corpus['prompt_tokens']:,} prompt + {corpus['completion_tokens']:,} completion |")
     if options.mode == "translate":
         lines.append(f"| translated from | {options.source} ({options.source_split}); ids are the source ids |")
     if stats["missing"]:
