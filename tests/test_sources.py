@@ -106,3 +106,20 @@ def test_unknown_hub_name_fails_clearly(recipe_file):
     assert "no-such-user/no-such-dataset" in result.stderr and "Hugging Face" in result.stderr
     assert "Traceback" not in result.stderr
     assert open_source("no-such-user/no-such-dataset").kind == "huggingface"
+
+
+def test_source_stories_keep_their_ids_or_get_positional_ones(tmp_path):
+    from tinylang.records import StoryRecord, write_parquet
+    from tinylang.sources import iter_source_stories
+
+    txt = write_txt(tmp_path / "s.txt", ["yksi", "kaksi"])
+    assert list(iter_source_stories(txt)) == [("train-00000000", "yksi"), ("train-00000001", "kaksi")]
+    jsonl = tmp_path / "s.jsonl"
+    jsonl.write_text('{"text": "a"}\n{"id": "x7", "text": "b"}\n', encoding="utf-8")
+    assert list(iter_source_stories(jsonl)) == [("train-00000000", "a"), ("x7", "b")]
+    parquet = tmp_path / "corpus"
+    parquet.mkdir()
+    write_parquet(parquet / "validation.parquet", [StoryRecord(id="fi-1", lang="fi", text="c", source="grammar")])
+    assert list(iter_source_stories(parquet, split="validation")) == [("fi-1", "c")]
+    with pytest.raises(SourceError, match="no train files"):
+        list(iter_source_stories(parquet))

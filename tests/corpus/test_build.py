@@ -186,3 +186,19 @@ def test_killed_build_resumes_to_exactly_n_without_resending_finished_requests(t
 
 def _cache_hits(out: Path) -> int:
     return json.loads((out / "stats.json").read_text())["last_run"]["llm"]["cache_hits"]
+
+
+def test_grammar_and_llm_stories_are_never_mixed_in_one_folder(tiny_pack, tmp_path, llm_server):
+    out = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out))
+    with pytest.raises(BuildError, match="already holds stories written by grammar"):
+        build_corpus(llm_options(tiny_pack, llm_server, out, n=5))
+    assert llm_server.requests == []
+
+
+def test_a_pack_without_grammar_asks_for_an_llm(tiny_pack, tmp_path):
+    import shutil
+
+    shutil.rmtree(tiny_pack / "grammar")
+    with pytest.raises(BuildError, match="has no story grammar, so it needs an LLM"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=tmp_path / "c"))

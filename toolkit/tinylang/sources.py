@@ -101,52 +101,13 @@ def _read_txt(path: Path) -> Iterator[str]:
         yield story
 
 
-def _read_jsonl(path: Path, column: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if column not in row:
-                raise SourceError(f"{path}:{number}: no {column!r} field (fields: {', '.join(row)})")
-            yield row[column]
-
-
-def _read_parquet(path: Path, column: str) -> Iterator[str]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    if column not in parquet.schema_arrow.names:
-        raise SourceError(f"{path}: no {column!r} column (columns: {', '.join(parquet.schema_arrow.names)})")
-    for batch in parquet.iter_batches(columns=[column], batch_size=4096):
-        yield from batch.column(0).to_pylist()
-
-
 def _read_file(path: Path, column: str) -> Iterator[str]:
-    if path.suffix == ".txt":
-        return _read_txt(path)
-    if path.suffix == ".jsonl":
-        return _read_jsonl(path, column)
-    return _read_parquet(path, column)
+    return (text for _, text in _read_rows(path, column, id_column="id"))
 
 
 def read_huggingface(name: str, split: str, column: str = "text", config: str | None = None) -> Iterator[str]:
     """Stream one split of a Hugging Face dataset (a hub name, or a local folder of data files)."""
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
-    except ValueError as error:  # unknown split
-        raise SourceError(f"{name}: {error}") from None
-    except Exception as error:  # offline, unknown name, no access: say so plainly
-        raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
-    for row in dataset:
-        if column not in row:
-            raise SourceError(f"{name}: no {column!r} column (columns: {', '.join(row)})")
-        yield row[column]
+    return (text for _, text in _read_huggingface_rows(name, split, column, "id", config))
 
 
 def _huggingface_splits(source: StorySource) -> set[str]:
@@ -231,7 +192,10 @@ def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[s
         with path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 if line.strip():
-                    row = json.loads(line)
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
                     if text_column not in row:
                         raise SourceError(f"{path}:{number}: no {text_column!r} field (fields: {', '.join(row)})")
                     yield row.get(id_column), row[text_column]
@@ -253,7 +217,9 @@ def _read_huggingface_rows(name: str, split: str, text_column: str, id_column: s
 
     try:
         dataset = datasets.load_dataset(name, config, split=split, streaming=True)
-    except Exception as error:
+    except ValueError as error:  # unknown split
+        raise SourceError(f"{name}: {error}") from None
+    except Exception as error:  # offline, unknown name, no access: say so plainly
         raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
     for row in dataset:
         if text_column not in row:

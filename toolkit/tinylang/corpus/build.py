@@ -214,6 +214,9 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
     backend = resolve_backend(options)
     if backend == "grammar" and options.mode == "translate":
         raise BuildError("translation needs an LLM: pass --base-url/--model (or set OPENAI_API_KEY)")
+    if backend == "grammar" and not pack.has_grammar:
+        raise BuildError(f"the {pack.name} pack has no story grammar, so it needs an LLM: pass --base-url and "
+                         "--model (or set OPENAI_API_KEY)")
     if backend == "grammar" and options.backend == "auto":
         console.print("No LLM endpoint configured (--base-url, OPENAI_BASE_URL or OPENAI_API_KEY): "
                       f"writing stories with the offline {pack.name} story grammar (source: grammar).")
@@ -231,7 +234,13 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         estimate = dry_run_estimate(pack, options, settings, pending) | {"backend": backend, "already_done": len(done)}
         return BuildResult(out, backend, {"dry_run": estimate})
     store = CorpusStore(out)
-    done = store.done_ids()
+    written = store.scan()
+    others = sorted(set(written.values()) - {backend})
+    if others:
+        store.close()
+        raise BuildError(f"{out} already holds stories written by {', '.join(others)}, and this build uses the "
+                         f"{backend}: choose another --out (or delete {out}) rather than mix them")
+    done = set(written)
     pending = [r for r in requests if r.id not in done]
     if store.repaired_bytes:
         console.print(f"Cut {store.repaired_bytes} bytes of a record torn by an earlier interruption.")
@@ -247,7 +256,10 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
             elif options.batch_api:
                 from .batch import run_batch
 
-                failures = run_batch(pack, options, settings, pending, store, progress, client)
+                try:
+                    failures = run_batch(pack, options, settings, pending, store, progress, client)
+                finally:
+                    asyncio.run(client.aclose())
             else:
                 failures = asyncio.run(_run_with_client(pack, options, settings, pending, store, progress, client))
     except LLMFatalError as error:

@@ -37,12 +37,17 @@ class CorpusStore:
         return sorted(self.raw.glob("shard-*.jsonl"))
 
     def done_ids(self) -> set[str]:
-        done = set()
+        return set(self.scan())
+
+    def scan(self) -> dict[str, str]:
+        """Id -> source ("llm", "grammar") of every story already written."""
+        done: dict[str, str] = {}
         for shard in self.shards():
             with shard.open(encoding="utf-8") as handle:
                 for line in handle:
                     if line.strip():
-                        done.add(json.loads(line)["id"])
+                        row = json.loads(line)
+                        done.setdefault(row["id"], row.get("source", ""))
         return done
 
     def _open_shard(self) -> None:
