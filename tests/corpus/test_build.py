@@ -31,13 +31,13 @@ def corpus_ids(out: Path) -> list[str]:
 
 def llm_options(tiny_pack, server, out, **overrides) -> BuildOptions:
     values = dict(lang=str(tiny_pack), n=20, out=out, model="test-model", base_url=server.url, backoff_s=0.01,
-                  timeout_s=1.0, max_attempts=3, concurrency=4)
+                  timeout_s=1.0, max_attempts=3, concurrency=4, filter=False)
     return BuildOptions(**(values | overrides))
 
 
 def test_grammar_build_writes_splits_stats_and_card(tiny_pack, tmp_path):
     out = tmp_path / "corpus"
-    result = build_corpus(BuildOptions(lang=str(tiny_pack), n=30, out=out, format="instruct"))
+    result = build_corpus(BuildOptions(lang=str(tiny_pack), n=30, out=out, format="instruct", filter=False))
     assert result.backend == "grammar"
     ids = corpus_ids(out)
     assert len(ids) == len(set(ids)) == 30
@@ -57,11 +57,11 @@ def test_grammar_build_writes_splits_stats_and_card(tiny_pack, tmp_path):
 
 def test_grammar_build_resumes_and_extends_without_rewriting(tiny_pack, tmp_path):
     out = tmp_path / "corpus"
-    build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out))
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, filter=False))
     first = {r.id: r.text for shard in (out / "raw").glob("*.jsonl") for r in read_jsonl(shard)}
-    again = build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out))
+    again = build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, filter=False))
     assert again.stats["last_run"]["written"] == 0
-    more = build_corpus(BuildOptions(lang=str(tiny_pack), n=25, out=out))
+    more = build_corpus(BuildOptions(lang=str(tiny_pack), n=25, out=out, filter=False))
     assert more.stats["last_run"]["written"] == 15 and len(corpus_ids(out)) == 25
     after = {r.id: r.text for shard in (out / "raw").glob("*.jsonl") for r in read_jsonl(shard)}
     assert {k: after[k] for k in first} == first
@@ -128,7 +128,7 @@ def test_translation_keeps_source_ids(tiny_pack, tmp_path, llm_server):
     prompts = [body["messages"][0]["content"] for body in llm_server.completed]
     assert any("Tom had a dog number 0." in p and "suomeksi" in p and "(English)" in p for p in prompts)
     with pytest.raises(BuildError, match="translation needs an LLM"):
-        build_corpus(BuildOptions(lang=str(tiny_pack), mode="translate", source=str(source), backend="grammar", out=out))
+        build_corpus(BuildOptions(lang=str(tiny_pack), mode="translate", source=str(source), backend="grammar", out=out, filter=False))
 
 
 def test_batch_api_submits_once_and_resumes_polling(tiny_pack, tmp_path, llm_server, monkeypatch):
@@ -159,7 +159,7 @@ def test_killed_build_resumes_to_exactly_n_without_resending_finished_requests(t
 
     out = tmp_path / "corpus"
     command = [sys.executable, "-m", "tinylang", "build-corpus", "--lang", str(tiny_pack), "--n", "60", "--out", str(out),
-               "--model", "test-model", "--concurrency", "4"]
+               "--model", "test-model", "--concurrency", "4", "--no-filter"]
     env = dict(os.environ, OPENAI_API_KEY="test")
     with OpenAIServer(latency_s=0.05) as server:
         process = subprocess.Popen(command + ["--base-url", server.url], env=env,
@@ -190,7 +190,7 @@ def _cache_hits(out: Path) -> int:
 
 def test_grammar_and_llm_stories_are_never_mixed_in_one_folder(tiny_pack, tmp_path, llm_server):
     out = tmp_path / "corpus"
-    build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out))
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out, filter=False))
     with pytest.raises(BuildError, match="already holds stories written by grammar"):
         build_corpus(llm_options(tiny_pack, llm_server, out, n=5))
     assert llm_server.requests == []
@@ -201,4 +201,21 @@ def test_a_pack_without_grammar_asks_for_an_llm(tiny_pack, tmp_path):
 
     shutil.rmtree(tiny_pack / "grammar")
     with pytest.raises(BuildError, match="has no story grammar, so it needs an LLM"):
-        build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=tmp_path / "c"))
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=tmp_path / "c", filter=False))
+
+
+def test_build_filters_by_default_and_explains_every_removal(tmp_path, llm_server):
+    """The real Finnish pack: grammar stories pass; LLM junk (the test server's English) is dropped."""
+    out = tmp_path / "grammar"
+    result = build_corpus(BuildOptions(lang="fi", n=40, out=out))
+    assert result.stats["filter"]["seen"] == 40 and result.stats["filter"]["kept"] >= 38
+    kept = corpus_ids(out)
+    assert len(kept) == result.stats["filter"]["kept"]
+    record = next(read_parquet(out / "train.parquet"))
+    assert "vocabulary_adherence" in record.meta["filters"] and "oov" in record.meta["filters"]
+    junk = build_corpus(BuildOptions(lang="fi", n=10, out=tmp_path / "junk", model="m", base_url=llm_server.url,
+                                     backoff_s=0.01))
+    assert junk.stats["filter"]["kept"] == 0 and corpus_ids(tmp_path / "junk") == []
+    rejected = [json.loads(line) for line in (tmp_path / "junk" / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 10 and all(r["filter"] and r["reason"] and r["text"] for r in rejected)
+    assert "kept 0 of 10" in (tmp_path / "junk" / "card.md").read_text()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -185,6 +186,8 @@ def build_corpus_command(
     poll_interval: float = typer.Option(30.0, "--poll-interval", help="--batch-api: seconds between status checks."),
     format_: str = typer.Option("plain", "--format", help="plain, or instruct (also keep the Instruct rendering)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print request count, tokens and cost; send nothing."),
+    filter_: bool = typer.Option(True, "--filter/--no-filter", help="Run the pack's filter pipeline before the splits."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for the filter pipeline."),
 ) -> None:
     """Build a TinyStories-style corpus with an LLM (generate or translate) or the offline story grammar."""
     from .corpus.build import BuildError, BuildOptions, build_corpus
@@ -201,7 +204,7 @@ def build_corpus_command(
         source_split=source_split, source_lang=source_lang, text_column=text_column, model=model, base_url=base_url, concurrency=concurrency,
         temperature=temperature, max_tokens=max_tokens, timeout_s=timeout_s, max_attempts=max_attempts,
         price_input_per_mtok=price_input, price_output_per_mtok=price_output, cache=cache, batch_api=batch_api,
-        poll_interval_s=poll_interval, dry_run=dry_run,
+        poll_interval_s=poll_interval, dry_run=dry_run, filter=filter_, filter_workers=workers,
     )
     try:
         result = build_corpus(options, console=console)
@@ -230,6 +233,11 @@ def build_corpus_command(
         f"{result.out}: {stats['corpus']['stories']:,} stories (train {stats['splits']['train']:,}, "
         f"validation {stats['splits']['validation']:,})" + (f", {stats['missing']:,} missing" if stats["missing"] else "")
     )
+    if stats.get("filter"):
+        kept = stats["filter"]
+        dropped = ", ".join(f"{name} {sum(r.values()):,}" for name, r in kept["dropped_by"].items()) or "none"
+        console.print(f"Filter: kept {kept['kept']:,} of {kept['seen']:,} ({kept['kept_share']:.1%}); dropped: {dropped}; "
+                      f"reasons in {result.out / 'rejected.jsonl'}")
     llm = run.get("llm")
     if llm:
         cost = f", ${llm['cost_usd']:.4f}" if llm["cost_usd"] is not None else ""
@@ -243,6 +251,52 @@ def build_corpus_command(
         console.print(f"[yellow]{stats['missing']:,} requests failed (see {result.out}/failures.jsonl); "
                       "run the same command again to retry them.[/]")
         raise typer.Exit(2)
+
+
+@app.command("filter")
+def filter_command(
+    input_: Optional[Path] = typer.Argument(None, metavar="INPUT", help="build-corpus folder, corpus folder, .jsonl, .parquet or .txt."),
+    lang: str = typer.Option(..., "--lang", "-l", help="Language pack whose filters and thresholds to use."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (train/validation parquet, rejected.jsonl, stats.json)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes for the per-story filters."),
+    explain: Optional[str] = typer.Option(None, "--explain", help="Show every filter's verdict for this one text."),
+) -> None:
+    """Filter stories: keep the clean ones, write every rejected story with its reason."""
+    from .filters.pipeline import FilterPipeline
+    from .filters.run import count_input, read_input, run_pipeline, stats_table
+    from .langpack import PackError, load_pack
+    from .sources import SourceError
+
+    try:
+        pack = load_pack(lang)
+    except PackError as error:
+        _fail(str(error))
+    if explain is not None:
+        from rich.table import Table
+
+        table = Table(title=f"filters of the {pack.name} pack for one text")
+        for column in ("filter", "verdict", "score", "detail"):
+            table.add_column(column)
+        failed = False
+        for name, verdict in FilterPipeline(pack).explain(explain):
+            score = "" if verdict.score is None else f"{verdict.score:.3f}"
+            shown = "[green]keep[/]" if verdict.keep else f"[red]drop: {verdict.reason}[/]"
+            table.add_row(name, shown, score, verdict.detail)
+            failed = failed or not verdict.keep
+        console.print(table)
+        console.print("Verdict: " + ("[red]dropped[/] (the first drop decides)" if failed else "[green]kept[/]"))
+        return
+    if input_ is None or out is None:
+        _fail("give INPUT and --out (or --explain TEXT)")
+    try:
+        stats = run_pipeline(pack, read_input(input_, pack.code), out, count_input(input_), workers, console=console)
+    except (SourceError, ValueError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted; the output folder is incomplete, run the command again", 130)
+    (out / "stats.json").write_text(json.dumps(stats.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(stats_table(stats, FilterPipeline(pack).names), highlight=False)
+    console.print(f"Kept {stats.kept:,} of {stats.seen:,} stories -> {out} (rejected: {out / 'rejected.jsonl'})")
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

@@ -53,11 +53,24 @@ class InstructLabels(_Strict):
 
 
 class FilterThresholds(_Strict):
+    """Settings of the filter pipeline (tinylang filter); every key has a default."""
+
     min_words: int = 40
     max_words: int = 700
+    min_bytes: int = 0
+    max_bytes: int = 20_000
+    max_foreign_char_fraction: float = Field(0.0, ge=0, le=1, description="Characters outside alphabet + punctuation.")
     language: str | None = Field(None, description="Expected language-ID code; defaults to the pack code.")
+    min_language_probability: float = Field(0.9, ge=0, le=1)
+    lemmatiser: str = Field("simplemma", description="simplemma, or voikko (Finnish, needs libvoikko).")
     min_dictionary_coverage: float = Field(0.9, ge=0, le=1)
     min_vocabulary_adherence: float = Field(0.8, ge=0, le=1)
+    compounds: bool = Field(False, description="Accept compounds whose parts are all allowed (fi, sv, et).")
+    max_duplicate_lines: float = Field(0.3, ge=0, le=1)
+    max_top_2gram: float = Field(0.2, ge=0, le=1)
+    max_duplicate_5grams: float = Field(0.3, ge=0, le=1)
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)
+    meta_phrases: list[str] = Field(default_factory=list, description="Phrases that mark meta-text or refusals.")
 
 
 class PackSpec(_Strict):

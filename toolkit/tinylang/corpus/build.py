@@ -63,6 +63,8 @@ class BuildOptions:
     batch_api: bool = False
     poll_interval_s: float = 30.0
     dry_run: bool = False
+    filter: bool = True  # run the pack's filter pipeline before writing the splits
+    filter_workers: int = 1
     validation_fraction: float = 0.05
     expected_story_tokens: int = 600  # dry-run estimate of one answer
 
@@ -267,14 +269,29 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
     finally:
         store.close()
     seconds = time.perf_counter() - started
-    split_counts = store.write_splits([r.id for r in requests], options.validation_fraction)
+    planned = [r.id for r in requests]
+    filter_stats = None
+    if options.filter:
+        from ..filters.run import run_pipeline
+
+        filter_stats = run_pipeline(pack, store.final_records(planned), out, len(planned), options.filter_workers,
+                                    options.validation_fraction, console).as_dict()
+        split_counts = {split: _parquet_rows(out / f"{split}.parquet") for split in ("train", "validation")}
+    else:
+        split_counts = store.write_splits(planned, options.validation_fraction)
     run = {"backend": backend, "written": len(pending) - failures, "failed": failures, "seconds": round(seconds, 2),
            "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
     if client:
         run["llm"] = client.usage.as_dict() | {"settings": settings.public()}
-    stats = write_stats(out, pack, options, requests, split_counts, run)
+    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats)
     write_card(out, pack, options, stats)
     return BuildResult(out, backend, stats)
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 async def _run_with_client(pack, options, settings, pending, store, progress, client) -> int:

@@ -36,7 +36,8 @@ def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
             "mean_words": round(words / len(seen), 1) if seen else 0}, seen
 
 
-def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: dict, run: dict) -> dict:
+def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: dict, run: dict,
+                filter_stats: dict | None = None) -> dict:
     wanted = {r.id for r in requests}
     failures_path = out / "failures.jsonl"
     failed_ids = set()
@@ -48,6 +49,7 @@ def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: 
         "source": options.source, "splits": split_counts, "corpus": totals,
         "missing": len(wanted - written),
         "failed_pending_retry": len((failed_ids & wanted) - written),
+        "filter": filter_stats,
         "last_run": run,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -63,7 +65,8 @@ def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
         "",
         "| | |", "|---|---|",
         f"| language | {pack.name} ({pack.code}) |",
-        f"| stories | {corpus['stories']:,} (train {stats['splits'].get('train', 0):,}, validation {stats['splits'].get('validation', 0):,}) |",
+        f"| stories written | {corpus['stories']:,} |",
+        f"| in the splits | train {stats['splits'].get('train', 0):,}, validation {stats['splits'].get('validation', 0):,} |",
         f"| written by | {', '.join(f'{k}: {v:,}' for k, v in corpus['sources'].items()) or '-'} |",
         f"| models | {', '.join(f'{k}: {v:,}' for k, v in corpus['models'].items()) or '-'} |",
         f"| prompt versions | {', '.join(corpus['prompt_versions']) or '-'} |",
@@ -79,9 +82,17 @@ def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
     lines += [
         "",
         "Stories marked `source: grammar` were written by the pack's offline story grammar, not by an LLM.",
-        "The stories are unfiltered LLM (or grammar) output.",
+        _filter_note(stats.get("filter"), pack),
         "",
         "Licence: generated text follows the terms of the model that wrote it; translations of",
         "TinyStories inherit its CDLA-Sharing-1.0 licence. Check both before publishing.",
     ]
     (out / "card.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _filter_note(filter_stats: dict | None, pack: LanguagePack) -> str:
+    if not filter_stats:
+        return "The splits hold every story, unfiltered (built with --no-filter)."
+    reasons = ", ".join(f"{name}: {sum(r.values()):,}" for name, r in filter_stats["dropped_by"].items()) or "none"
+    return (f"Filtered with the {pack.name} pack's pipeline: kept {filter_stats['kept']:,} of {filter_stats['seen']:,} "
+            f"({filter_stats['kept_share']:.1%}); dropped by {reasons}; every dropped story is in rejected.jsonl with its reason.")

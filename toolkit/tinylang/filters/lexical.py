@@ -1,0 +1,185 @@
+"""Filters about words and languages: language ID, dictionary coverage, vocabulary adherence.
+
+Language ID alone passes code-mixed text: a Finnish story with a few English sentences is still
+"fi". Dictionary coverage (the share of words the lemmatiser knows in the pack's language) catches
+it, and vocabulary adherence (the share of content lemmas inside the restricted vocabulary) keeps
+stories to a child's words.
+
+    lemmatiser = make_lemmatiser("fi", "simplemma")
+    Vocabulary(pack, lemmatiser, min_adherence=0.8).check(story)
+"""
+
+from __future__ import annotations
+
+from .base import Filter, Story, Verdict, drop, keep
+from .langid import FastLangDetect
+
+
+class Lemmatiser:
+    """Word -> (known to the dictionary, candidate lemmas); answers are cached per word."""
+
+    name = "lemmatiser"
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[bool, tuple[str, ...]]] = {}
+
+    def analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:
+        found = self._cache.get(word)
+        if found is None:
+            found = self._cache[word] = self._analyse(word)
+        return found
+
+    def _analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class SimplemmaLemmatiser(Lemmatiser):
+    name = "simplemma"
+
+    def __init__(self, lang: str) -> None:
+        super().__init__()
+        import simplemma
+
+        self.lang = lang
+        self._simplemma = simplemma
+
+    def _analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:
+        lemma = self._simplemma.lemmatize(word, lang=self.lang)
+        known = self._simplemma.is_known(word, lang=self.lang) or self._simplemma.is_known(lemma, lang=self.lang)
+        return known, (lemma.lower(),)
+
+
+class VoikkoLemmatiser(Lemmatiser):
+    """Finnish morphology from Voikko: every base form of every analysis (more precise than simplemma)."""
+
+    name = "voikko"
+
+    def __init__(self, lang: str = "fi") -> None:
+        super().__init__()
+        import libvoikko
+
+        self._voikko = libvoikko.Voikko(lang)
+
+    def _analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:
+        analyses = self._voikko.analyze(word)
+        lemmas = tuple(dict.fromkeys(a["BASEFORM"].lower() for a in analyses if "BASEFORM" in a))
+        return bool(analyses), lemmas or (word.lower(),)
+
+
+def make_lemmatiser(lang: str, backend: str) -> Lemmatiser:
+    if backend == "voikko":
+        return VoikkoLemmatiser(lang)
+    if backend == "simplemma":
+        return SimplemmaLemmatiser(lang)
+    raise ValueError(f"unknown lemmatiser {backend!r} (simplemma or voikko)")
+
+
+class Language(Filter):
+    """langdetect's answer (through the identical, faster engine), seeded so results repeat."""
+
+    name = "language"
+
+    def __init__(self, expected: str, min_probability: float = 0.9, seed: int = 0) -> None:
+        self.expected = expected
+        self.min_probability = min_probability
+        self.detector = FastLangDetect(seed)
+
+    def prepare(self, stories: list[Story]) -> None:
+        for story, found in zip(stories, self.detector.detect_batch([s.text for s in stories])):
+            story.notes["_langs"] = found
+
+    def check(self, story: Story) -> Verdict:
+        found = story.notes.pop("_langs", None)
+        if found is None:
+            found = self.detector.detect_langs(story.text)
+        if not found:
+            return drop("language", "no language detected", 0.0)
+        top, probability = found[0]
+        story.notes["language"] = [top, round(probability, 4)]
+        shown = ", ".join(f"{lang} {p:.2f}" for lang, p in found[:3])
+        if top != self.expected:
+            return drop("language", f"detected {shown}; expected {self.expected}", probability if top == self.expected else 0.0)
+        if probability < self.min_probability:
+            return drop("language", f"{self.expected} only {probability:.2f} < {self.min_probability} ({shown})", probability)
+        return keep(probability, shown)
+
+
+class DictionaryCoverage(Filter):
+    """Share of words the lemmatiser knows for the pack's language: English in Finnish shows here."""
+
+    name = "dictionary"
+
+    def __init__(self, lemmatiser: Lemmatiser, min_coverage: float, names: frozenset[str] = frozenset()) -> None:
+        self.lemmatiser = lemmatiser
+        self.min_coverage = min_coverage
+        self.names = names
+
+    def check(self, story: Story) -> Verdict:
+        words = [w for w in story.words if w.lower() not in self.names]
+        if not words:
+            return keep(1.0)
+        unknown = [w for w in words if not self.lemmatiser.analyse(w.lower())[0]]
+        coverage = 1 - len(unknown) / len(words)
+        if coverage < self.min_coverage:
+            shown = ", ".join(sorted(set(unknown))[:10])
+            return drop("dictionary", f"coverage {coverage:.2f} < {self.min_coverage} (unknown: {shown})", coverage)
+        return keep(coverage, f"coverage {coverage:.2f}")
+
+
+class Vocabulary(Filter):
+    """Share of content words whose lemma is in the restricted vocabulary (or always allowed).
+
+    A word is allowed when its form or one of its lemmas is; in compounding languages also when
+    it splits into allowed parts (*lumi+ukko*, with a genitive first part like *auringon+kukka*).
+    Out-of-vocabulary lemmas are noted on kept stories too, so the vocabulary can be grown."""
+
+    name = "vocabulary"
+
+    def __init__(self, vocabulary: frozenset[str], function_words: frozenset[str], lemmatiser: Lemmatiser,
+                 min_adherence: float, compounds: bool = False) -> None:
+        self.vocabulary = vocabulary
+        self.function_words = function_words
+        self.lemmatiser = lemmatiser
+        self.min_adherence = min_adherence
+        self.compounds = compounds
+        self._allowed_cache: dict[str, bool] = {}
+
+    def _is_part(self, part: str) -> bool:
+        if part in self.vocabulary:
+            return True
+        return any(lemma in self.vocabulary for lemma in self.lemmatiser.analyse(part)[1])
+
+    def _splits(self, lemma: str, depth: int = 0) -> bool:
+        for cut in range(3, len(lemma) - 2):
+            head, tail = lemma[:cut], lemma[cut:]
+            head_ok = self._is_part(head) or (head.endswith("n") and self._is_part(head[:-1]))
+            if head_ok and (tail in self.vocabulary or (depth < 1 and self._splits(tail, depth + 1))):
+                return True
+        return False
+
+    def allowed(self, word: str) -> bool:
+        cached = self._allowed_cache.get(word)
+        if cached is None:
+            lemmas = self.lemmatiser.analyse(word)[1]
+            cached = (word in self.vocabulary or any(lemma in self.vocabulary for lemma in lemmas)
+                      or (self.compounds and len(word) > 5 and any(self._splits(lemma) for lemma in lemmas)))
+            self._allowed_cache[word] = cached
+        return cached
+
+    def content_words(self, story: Story) -> list[str]:
+        words = [w.lower() for w in story.words]
+        return [w for w in words if w not in self.function_words
+                and not (set(self.lemmatiser.analyse(w)[1]) & self.function_words)]
+
+    def check(self, story: Story) -> Verdict:
+        content = self.content_words(story)
+        if not content:
+            return keep(1.0)
+        outside = [w for w in content if not self.allowed(w)]
+        adherence = 1 - len(outside) / len(content)
+        oov = sorted({self.lemmatiser.analyse(w)[1][0] for w in outside})
+        story.notes["vocabulary_adherence"] = round(adherence, 4)
+        story.notes["oov"] = oov
+        if adherence < self.min_adherence:
+            return drop("vocabulary", f"adherence {adherence:.2f} < {self.min_adherence} (outside: {', '.join(oov[:10])})", adherence)
+        return keep(adherence, f"adherence {adherence:.2f}; outside: {', '.join(oov[:10]) or 'none'}")

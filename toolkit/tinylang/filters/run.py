@@ -1,0 +1,102 @@
+"""``tinylang filter``: read stories from anywhere, run the pack's pipeline, write the clean corpus.
+
+    result = filter_corpus(Path("data/fi-generate"), load_pack("fi"), Path("data/fi-clean"))
+
+Writes ``train.parquet`` / ``validation.parquet`` (kept stories, split by id), ``rejected.jsonl``
+(every dropped story with its filter, reason and detail) and ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..langpack import LanguagePack
+from ..records import StoryRecord, read_jsonl, write_parquet
+from ..sources import SPLITS, SourceError, in_validation, iter_source_stories
+from .pipeline import FilterPipeline, FilterStats, Rejection
+
+
+def read_input(location: Path, lang: str) -> Iterator[StoryRecord]:
+    """StoryRecords from a build-corpus folder (its raw shards), a JSONL of records, or any story source."""
+    location = Path(location)
+    if location.is_dir() and (location / "raw").is_dir():
+        for shard in sorted((location / "raw").glob("shard-*.jsonl")):
+            yield from read_jsonl(shard)
+        return
+    if location.is_file() and location.suffix == ".jsonl":
+        first = location.open(encoding="utf-8").readline()
+        if '"source"' in first and '"lang"' in first:
+            yield from read_jsonl(location)
+            return
+    for split in SPLITS if location.is_dir() else ("train",):
+        rows = iter_source_stories(location, split)
+        try:
+            first = next(rows)
+        except StopIteration:
+            continue
+        except SourceError:
+            if split == "train":
+                raise
+            continue  # a folder without a validation split
+        for story_id, text in chain([first], rows):
+            yield StoryRecord(id=story_id if split == "train" else f"{split}/{story_id}", lang=lang, text=text,
+                              source="dataset", mode="import", source_dataset=str(location))
+
+
+def count_input(location: Path) -> int | None:
+    location = Path(location)
+    if location.is_dir() and (location / "raw").is_dir():
+        return sum(sum(1 for line in p.open(encoding="utf-8") if line.strip()) for p in (location / "raw").glob("shard-*.jsonl"))
+    return None
+
+
+def run_pipeline(pack: LanguagePack, records, out: Path, total: int | None, workers: int = 1,
+                 validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
+    """Filter ``records`` into ``out``: kept stories streamed to a scratch JSONL, then split to parquet."""
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = out / "kept.jsonl.tmp"
+    pipeline = FilterPipeline(pack)
+    progress = Progress(TextColumn("[bold]filter"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[kept]}"),
+                        TimeRemainingColumn(), console=console or Console(stderr=True))
+    with progress, scratch.open("w", encoding="utf-8") as kept_file, \
+            (out / "rejected.jsonl").open("w", encoding="utf-8") as rejected_file:
+        task = progress.add_task("filter", total=total, kept="")
+        counts = {"kept": 0, "seen": 0}
+
+        def on_kept(record: StoryRecord) -> None:
+            kept_file.write(json.dumps(record.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
+            counts["kept"] += 1
+
+        def on_rejected(rejection: Rejection) -> None:
+            rejected_file.write(json.dumps(rejection.as_dict(), ensure_ascii=False) + "\n")
+
+        def on_progress(n: int) -> None:
+            counts["seen"] += n
+            progress.update(task, advance=n, kept=f"{counts['kept']:,} kept ({counts['kept'] / counts['seen']:.1%})")
+
+        stats = pipeline.run(records, on_kept, on_rejected, workers=workers, on_progress=on_progress)
+    kept_ids = [r.id for r in read_jsonl(scratch)]
+    validation = {i for i in kept_ids if in_validation(i, validation_fraction)}
+    if not validation and len(kept_ids) > 1:
+        validation = {sorted(kept_ids)[0]}
+    for split in SPLITS:
+        chosen = (r for r in read_jsonl(scratch) if (r.id in validation) == (split == "validation"))
+        write_parquet(out / f"{split}.parquet", chosen)
+    scratch.unlink()
+    return stats
+
+
+def stats_table(stats: FilterStats, filter_names: list[str]) -> str:
+    """Markdown: seen, kept, and every filter with its drop reasons."""
+    lines = ["| filter | reason | dropped | share of seen |", "|---|---|---:|---:|"]
+    for name in filter_names:
+        for reason, count in sorted(stats.dropped.get(name, {}).items(), key=lambda kv: -kv[1]):
+            lines.append(f"| {name} | {reason} | {count:,} | {count / max(1, stats.seen):.2%} |")
+    lines.append(f"| **kept** | | **{stats.kept:,}** of {stats.seen:,} | **{stats.kept / max(1, stats.seen):.2%}** |")
+    return "\n".join(lines)
