@@ -27,6 +27,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_model.py --compile --out docs/bench-results.json
 	$(BIN)/python benchmarks/bench_positions.py --out docs/bench-positions.json
 	$(BIN)/python benchmarks/bench_corpus.py --out docs/bench-corpus.json
+	$(BIN)/python benchmarks/bench_filter.py --out docs/bench-filter.json
 
 clean:
 	rm -rf runs/demo-fi-tiny .pytest_cache

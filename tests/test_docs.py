@@ -3,6 +3,8 @@ and the README's Python example actually running."""
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import shutil
 import subprocess
@@ -43,14 +45,15 @@ def test_readme_python_example_runs(tmp_path):
     assert (tmp_path / "runs" / "readme-example" / "checkpoint.pt").is_file()
 
 
-def test_every_build_corpus_option_is_documented():
+@pytest.mark.parametrize("command_name,page_name", [("build-corpus", "build-corpus.md"), ("filter", "filter.md")])
+def test_every_corpus_command_option_is_documented(command_name, page_name):
     import click
     import typer.main
 
     from tinylang.cli import app
 
-    command = typer.main.get_command(app).commands["build-corpus"]
+    command = typer.main.get_command(app).commands[command_name]
     options = [opt for param in command.params if isinstance(param, click.Option) for opt in param.opts]
-    page = (ROOT / "docs" / "build-corpus.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / page_name).read_text(encoding="utf-8")
     missing = [opt for opt in options if opt.startswith("--") and f"`{opt}`" not in page and opt != "--help"]
     assert missing == []

@@ -229,9 +229,9 @@ def build_corpus_command(
         console.print(f"Nothing to do: {result.out} already holds all {stats['corpus']['stories']:,} stories.")
         return
     console.print(
-        f"Wrote {run['written']:,} stories in {run['seconds']:.1f} s ({run['stories_per_s'] or 0:,.1f}/s); corpus "
-        f"{result.out}: {stats['corpus']['stories']:,} stories (train {stats['splits']['train']:,}, "
-        f"validation {stats['splits']['validation']:,})" + (f", {stats['missing']:,} missing" if stats["missing"] else "")
+        f"Wrote {run['written']:,} stories in {run['seconds']:.1f} s ({run['stories_per_s'] or 0:,.1f}/s); "
+        f"{result.out} holds {stats['corpus']['stories']:,}; splits: train {stats['splits']['train']:,}, "
+        f"validation {stats['splits']['validation']:,}" + (f", {stats['missing']:,} missing" if stats["missing"] else "")
     )
     if stats.get("filter"):
         kept = stats["filter"]

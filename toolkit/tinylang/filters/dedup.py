@@ -68,7 +68,7 @@ class NearDuplicate(Filter):
         if len(hashes) < n:
             hashes = np.concatenate([hashes, np.zeros(n - len(hashes), dtype=np.uint64)])
         windows = np.lib.stride_tricks.sliding_window_view(hashes, n)  # (shingles, n)
-        shingles = np.unique(windows @ self._mix)  # polynomial combination, wrapping modulo 2^64
+        shingles = windows @ self._mix  # polynomial combination, wrapping modulo 2^64 (repeats do not change a min)
         # multiply-add hashing modulo 2^64 (numpy wraps), keeping the well-mixed high half
         permuted = (shingles[:, None] * self._a + self._b) >> np.uint64(32)  # (shingles, num_perm)
         return permuted.min(axis=0)

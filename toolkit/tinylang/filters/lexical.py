@@ -115,10 +115,11 @@ class DictionaryCoverage(Filter):
         self.names = names
 
     def check(self, story: Story) -> Verdict:
-        words = [w for w in story.words if w.lower() not in self.names]
+        words = [(w, lower) for w, lower in zip(story.words, story.lower_words) if lower not in self.names]
         if not words:
             return keep(1.0)
-        unknown = [w for w in words if not self.lemmatiser.analyse(w.lower())[0]]
+        analyse = self.lemmatiser.analyse
+        unknown = [w for w, lower in words if not analyse(lower)[0]]
         coverage = 1 - len(unknown) / len(words)
         if coverage < self.min_coverage:
             shown = ", ".join(sorted(set(unknown))[:10])
@@ -142,7 +143,7 @@ class Vocabulary(Filter):
         self.lemmatiser = lemmatiser
         self.min_adherence = min_adherence
         self.compounds = compounds
-        self._allowed_cache: dict[str, bool] = {}
+        self._allowed_cache: dict[str, tuple[bool, bool, str]] = {}
 
     def _is_part(self, part: str) -> bool:
         if part in self.vocabulary:
@@ -157,27 +158,25 @@ class Vocabulary(Filter):
                 return True
         return False
 
-    def allowed(self, word: str) -> bool:
+    def judge(self, word: str) -> tuple[bool, bool, str]:
+        """(content word?, allowed?, lemma to report) for a lowercase word, cached."""
         cached = self._allowed_cache.get(word)
         if cached is None:
             lemmas = self.lemmatiser.analyse(word)[1]
-            cached = (word in self.vocabulary or any(lemma in self.vocabulary for lemma in lemmas)
-                      or (self.compounds and len(word) > 5 and any(self._splits(lemma) for lemma in lemmas)))
-            self._allowed_cache[word] = cached
+            content = word not in self.function_words and not (set(lemmas) & self.function_words)
+            allowed = (word in self.vocabulary or any(lemma in self.vocabulary for lemma in lemmas)
+                       or (self.compounds and len(word) > 5 and any(self._splits(lemma) for lemma in lemmas)))
+            cached = self._allowed_cache[word] = (content, allowed, lemmas[0])
         return cached
 
-    def content_words(self, story: Story) -> list[str]:
-        words = [w.lower() for w in story.words]
-        return [w for w in words if w not in self.function_words
-                and not (set(self.lemmatiser.analyse(w)[1]) & self.function_words)]
-
     def check(self, story: Story) -> Verdict:
-        content = self.content_words(story)
+        judged = [self.judge(w) for w in story.lower_words]
+        content = [j for j in judged if j[0]]
         if not content:
             return keep(1.0)
-        outside = [w for w in content if not self.allowed(w)]
+        outside = [j for j in content if not j[1]]
         adherence = 1 - len(outside) / len(content)
-        oov = sorted({self.lemmatiser.analyse(w)[1][0] for w in outside})
+        oov = sorted({j[2] for j in outside})
         story.notes["vocabulary_adherence"] = round(adherence, 4)
         story.notes["oov"] = oov
         if adherence < self.min_adherence:

@@ -50,10 +50,12 @@ def read_input(location: Path, lang: str) -> Iterator[StoryRecord]:
 
 
 def count_input(location: Path) -> int | None:
+    """Stories in the input when that is cheap to know (JSONL lines), for the progress bar."""
     location = Path(location)
-    if location.is_dir() and (location / "raw").is_dir():
-        return sum(sum(1 for line in p.open(encoding="utf-8") if line.strip()) for p in (location / "raw").glob("shard-*.jsonl"))
-    return None
+    files = sorted((location / "raw").glob("shard-*.jsonl")) if location.is_dir() else [location]
+    if not files or any(f.suffix != ".jsonl" for f in files):
+        return None
+    return sum(sum(1 for line in f.open(encoding="utf-8") if line.strip()) for f in files)
 
 
 def run_pipeline(pack: LanguagePack, records, out: Path, total: int | None, workers: int = 1,
@@ -99,4 +101,7 @@ def stats_table(stats: FilterStats, filter_names: list[str]) -> str:
         for reason, count in sorted(stats.dropped.get(name, {}).items(), key=lambda kv: -kv[1]):
             lines.append(f"| {name} | {reason} | {count:,} | {count / max(1, stats.seen):.2%} |")
     lines.append(f"| **kept** | | **{stats.kept:,}** of {stats.seen:,} | **{stats.kept / max(1, stats.seen):.2%}** |")
+    if stats.repaired:
+        lines.append("")
+        lines.append("Repaired on kept stories: " + ", ".join(f"{k} {v:,}" for k, v in stats.repaired.most_common()))
     return "\n".join(lines)

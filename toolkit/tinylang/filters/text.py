@@ -36,20 +36,24 @@ class Normalise(Filter):
 
     def check(self, story: Story) -> Verdict:
         text, changes = story.text.replace("\r\n", "\n").strip(), []
-        if _TITLE.match(text):
-            text, changes = _TITLE.sub("", text, count=1), changes + ["title"]
-        if _PREAMBLE.match(text) and len(text.split("\n", 1)[0].split()) <= 12:
-            text, changes = _PREAMBLE.sub("", text, count=1), changes + ["preamble"]
-        if self._label and self._label.match(text):
-            text, changes = self._label.sub("", text, count=1), changes + ["label"]
-        if _MARKDOWN.search(text):
+        head = text[:120]
+        if ":" in head or head[:1] in "#*_" or "\n" in head:  # cheap tests first: most stories are clean
+            if _TITLE.match(text):
+                text, changes = _TITLE.sub("", text, count=1), changes + ["title"]
+            if _PREAMBLE.match(text) and len(text.split("\n", 1)[0].split()) <= 12:
+                text, changes = _PREAMBLE.sub("", text, count=1), changes + ["preamble"]
+            if self._label and self._label.match(text):
+                text, changes = self._label.sub("", text, count=1), changes + ["label"]
+        if ("*" in text or "_" in text or "#" in text or "- " in text) and _MARKDOWN.search(text):
             text, changes = _MARKDOWN.sub("", text), changes + ["markdown"]
         closing = _QUOTE_PAIRS.get(text[:1])
         only_pair = text.count(text[:1]) == 2 if closing == text[:1] else text.count(text[:1]) == text.count(closing or "_") == 1
         if closing and len(text) > 2 and text.endswith(closing) and only_pair:
             text, changes = text[1:-1].strip(), changes + ["quotes"]
-        tidy = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
-        tidy = "\n".join(line.strip() for line in tidy.split("\n"))
+        tidy = text
+        if "  " in text or "\t" in text or "\n\n\n" in text or " \n" in text or "\n " in text:
+            tidy = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
+            tidy = "\n".join(line.strip() for line in tidy.split("\n"))
         if tidy != text:
             changes.append("whitespace")
         if not tidy:
