@@ -161,3 +161,36 @@ def test_explain_shows_every_filter(tmp_path):
     for name in ("normalise", "length", "alphabet", "meta", "repetition", "language", "dictionary", "vocabulary"):
         assert name in result.output
     assert "detected en" in result.output and "dropped" in result.output
+
+
+def test_echoed_finnish_instructions_are_meta_text(pipeline):
+    assert first_drop(pipeline, "Kirjoita lyhyt tarina lapsille. " + FI)[:2] == ("meta", "meta-text")
+
+
+def _voikko_available() -> bool:
+    try:
+        import libvoikko
+
+        libvoikko.Voikko("fi")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _voikko_available(), reason="Voikko is not installed (apt: libvoikko1 voikko-fi)")
+def test_voikko_backend_judges_like_a_finnish_dictionary():
+    from tinylang.filters.lexical import DictionaryCoverage, Vocabulary, make_lemmatiser
+
+    voikko = make_lemmatiser("fi", "voikko")
+    assert voikko.analyse("koirille") == (True, ("koira",))
+    assert voikko.analyse("hyppäsivät")[1] == ("hypätä",)
+    assert voikko.analyse("watched")[0] is False
+    pack = load_pack("fi")
+    names = frozenset(n.lower() for n in pack.names)
+    function_words = frozenset(w.lower() for w in pack.function_words) | names
+    vocabulary = frozenset(e.lemma.lower() for e in pack.vocabulary) | function_words
+    story = Story.of(StoryRecord(id="v", lang="fi", text=FI, source="llm"))
+    assert DictionaryCoverage(voikko, 0.9, names).check(story).keep
+    assert Vocabulary(vocabulary, function_words, voikko, 0.8, compounds=True).check(story).keep
+    mixed = Story.of(StoryRecord(id="m", lang="fi", text=FI_WITH_ENGLISH, source="llm"))
+    assert not DictionaryCoverage(voikko, 0.9, names).check(mixed).keep

@@ -64,9 +64,7 @@ class FastLangDetect:
     URL_RE = re.compile(r"https?://[-_.?&~;+=/#0-9A-Za-z]{1,2076}")
     MAIL_RE = re.compile(r"[-_.0-9A-Za-z]{1,64}@[-_0-9A-Za-z]{1,255}[-_.0-9A-Za-z]{1,255}")
     _SPACES = re.compile(" {2,}")
-    _LATIN = re.compile("[A-z]")
     _NON_LATIN = re.compile("[\u0300-\u1dff\u1f00-\U0010ffff]")  # >= U+0300, not Latin Extended Additional
-    _NOT_LATIN_RANGE = re.compile("[A-z]")
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -92,7 +90,7 @@ class FastLangDetect:
         text = self._SPACES.sub(" ", text[: self.MAX_TEXT_LENGTH])
         non_latin = len(self._NON_LATIN.findall(text)) if self._NON_LATIN.search(text) else 0
         if non_latin and (len(text) - len(text.translate(_DELETE_LATIN))) * 2 < non_latin:
-            text = self._NOT_LATIN_RANGE.sub("", text)
+            text = text.translate(_DELETE_LATIN)
         return text
 
     # --- n-grams (Detector._extract_ngrams, one word at a time) -----------------------------------
