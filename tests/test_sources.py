@@ -123,3 +123,16 @@ def test_source_stories_keep_their_ids_or_get_positional_ones(tmp_path):
     assert list(iter_source_stories(parquet, split="validation")) == [("fi-1", "c")]
     with pytest.raises(SourceError, match="no train files"):
         list(iter_source_stories(parquet))
+
+
+def test_a_downloaded_hub_dataset_folder_is_read_with_datasets(tmp_path):
+    from tinylang.sources import iter_source_stories
+
+    folder = tmp_path / "TinyStories" / "data"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["yksi", "kaksi", "kolme"]}), folder / "train-00000-of-00001.parquet")
+    pq.write_table(pa.table({"text": ["neljä"]}), folder / "validation-00000-of-00001.parquet")
+    source = open_source(tmp_path / "TinyStories")
+    assert source.kind == "huggingface"
+    assert list(read_stories(source, "validation")) == ["neljä"]
+    assert [t for _, t in iter_source_stories(tmp_path / "TinyStories")] == ["yksi", "kaksi", "kolme"]

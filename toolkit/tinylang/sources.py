@@ -66,6 +66,8 @@ def open_source(
     common = dict(text_column=text_column, validation_fraction=validation_fraction, hf_config=hf_config)
     if path.is_dir():
         files = {split: _split_files(path, split) for split in SPLITS}
+        if not files["train"] and not files["validation"] and _hub_layout(path):  # e.g. a downloaded dataset: data/train-00000-of-00004.parquet
+            return StorySource(str(path), "huggingface", {}, **common)
         if not files["train"]:
             raise SourceError(
                 f"{path}: a corpus directory needs train.parquet, train.jsonl or train.txt "
@@ -82,6 +84,11 @@ def open_source(
     if str(location).startswith((".", "/", "~")) or str(location).endswith(_FILE_SUFFIXES):
         raise SourceError(f"{location}: no such file or directory")
     return StorySource(str(location), "huggingface", {}, **common)
+
+
+def _hub_layout(path: Path) -> bool:
+    """A folder datasets.load_dataset can read (data files below it), though not in our split layout."""
+    return any(p.suffix in (".parquet", ".jsonl", ".json", ".csv", ".arrow") for p in path.rglob("*") if p.is_file())
 
 
 def _read_txt(path: Path) -> Iterator[str]:
@@ -169,7 +176,9 @@ def iter_source_stories(
     """(id, text) pairs of a source in its own order, for translation: ids come from ``id_column``
     when the source has one, else from the position (``train-00000042``), so they are stable."""
     path = Path(location)
-    if path.is_dir():
+    if path.is_dir() and not any(_split_files(path, s) for s in SPLITS) and _hub_layout(path):
+        rows = _read_huggingface_rows(str(path), split, text_column, id_column, hf_config)
+    elif path.is_dir():
         files = _split_files(path, split)
         if not files:
             raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt)")
