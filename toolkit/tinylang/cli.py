@@ -299,5 +299,52 @@ def filter_command(
     console.print(f"Kept {stats.kept:,} of {stats.seen:,} stories -> {out} (rejected: {out / 'rejected.jsonl'})")
 
 
+@app.command("evaluate")
+def evaluate_command(
+    run: Path = typer.Argument(..., help="Run directory (or checkpoint / exported folder)."),
+    lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language pack (default: the training corpus's)."),
+    name: str = typer.Option("default", "--name", help="Results go to RUN/eval/NAME/."),
+    samples: int = typer.Option(10, "--samples", min=1, help="Completions per story beginning."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0),
+    top_k: Optional[int] = typer.Option(None, "--top-k", min=1),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0),
+    max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes per completion."),
+    seed: int = typer.Option(0, "--seed"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N beginnings."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),
+    judge_repeats: int = typer.Option(1, "--judge-repeats", min=1, help="Judge each completion N times (judge variance)."),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge requests in flight."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+) -> None:
+    """Complete the pack's story beginnings, judge them with an LLM, and measure them."""
+    from .checkpoint import CheckpointError
+    from .evaluate.run import EvalOptions, EvaluateError, evaluate
+    from .langpack import PackError
+    from .llm import LLMFatalError
+
+    options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k,
+                          top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, device=device,
+                          judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats, concurrency=concurrency)
+    try:
+        result = evaluate(options, console=console)
+    except (CheckpointError, PackError, EvaluateError, LLMFatalError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted; judge answers so far are cached, run the same command again", 130)
+    summary = result.summary
+    for metric in ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "vocabulary_adherence",
+                   "dictionary_coverage", "language_ok", "words"):
+        value = summary["metrics"].get(metric)
+        if value:
+            low, high = value["ci95"]
+            interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
+            console.print(f"{metric:>22}: {value['mean']:.2f}{interval}", highlight=False)
+    held = summary["held_out"]
+    console.print(f"{'held-out bits/byte':>22}: {held['bits_per_byte']:.3f} (bits/char {held['bits_per_char']:.3f})",
+                  highlight=False)
+    console.print(f"Report: {result.out / 'report.md'}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()

@@ -46,6 +46,11 @@ class Prompts(_Strict):
     translate: str = Field(description="Placeholders {story} {source_language}.")
 
 
+class Grading(_Strict):
+    version: str = Field(description="Stored with every judgement; bump it when the prompt changes.")
+    prompt: str = Field(description="The judge's prompt; placeholders {beginning} {completion}.")
+
+
 class InstructLabels(_Strict):
     features: str
     words: str
@@ -81,6 +86,7 @@ class PackSpec(_Strict):
     punctuation: str
     features: dict[str, Feature]
     prompts: Prompts
+    grading: Grading
     instruct: InstructLabels
     filters: FilterThresholds = FilterThresholds()
 
@@ -91,6 +97,7 @@ TEMPLATE_FIELDS = {
     "features_sentence": {"features"},
     "translate": {"story", "source_language"},
 }
+GRADING_FIELDS = {"beginning", "completion"}
 
 
 @dataclass(frozen=True)
@@ -276,12 +283,20 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             continue
         if fields != required:
             problems.append(f"{where}/pack.yaml: prompts.{name} uses {sorted(fields)}, expected {sorted(required)}")
+    try:
+        grading_fields = template_fields(spec.grading.prompt)
+    except ValueError as error:
+        grading_fields = set()
+        problems.append(f"{where}/pack.yaml: grading.prompt is not a valid template ({error})")
+    if grading_fields and grading_fields != GRADING_FIELDS:
+        problems.append(f"{where}/pack.yaml: grading.prompt uses {sorted(grading_fields)}, expected {sorted(GRADING_FIELDS)}")
     if not problems:  # render every template once with and without features
         try:
             pack.generation_prompt("x", "y", "z", list(FEATURES))
             pack.generation_prompt("x", "y", "z", [])
             pack.translation_prompt("story", "English")
             pack.instruct_text(["x", "y", "z"], list(FEATURES[:2]), "story")
+            spec.grading.prompt.format(beginning="Once", completion="upon")
         except (KeyError, IndexError, ValueError) as error:
             problems.append(f"{where}/pack.yaml: a template does not render ({error!r})")
     seen: dict[tuple[str, str], int] = {}

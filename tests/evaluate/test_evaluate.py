@@ -1,0 +1,99 @@
+"""tinylang evaluate end to end: a tiny trained model, its completions, a local judge over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tinylang.cli import app
+from tinylang.evaluate.metrics import distinct_n, mean_ci
+from tinylang.evaluate.run import EvalOptions, evaluate
+from tinylang.recipe import load_recipe
+from tinylang.testing.openai_server import OpenAIServer
+from tinylang.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tests.conftest import make_stories, recipe_dict, write_txt
+    import yaml
+
+    folder = tmp_path_factory.mktemp("evalrun")
+    stories = write_txt(folder / "stories.txt", make_stories(200))
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(recipe_dict(stories, folder / "run", folder / "cache")))
+    train(load_recipe(recipe), console=Console(quiet=True))
+    return folder / "run"
+
+
+def judge_answers(messages):
+    return json.dumps({"grammar": 6, "creativity": 4, "consistency": 5, "plot": 3, "age_group": "B"})
+
+
+def test_evaluate_with_a_judge_over_http(tiny_run, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    answers = iter([])
+
+    def answer(messages):
+        try:
+            return next(answers)
+        except StopIteration:
+            return judge_answers(messages)
+
+    with OpenAIServer(answer=answer) as server:
+        answers = iter(["I refuse to grade this."])  # the first judgement is unusable
+        options = EvalOptions(run=tiny_run, lang="fi", samples=2, limit=3, max_bytes=40, judge_model="judge",
+                              base_url=server.url, judge_repeats=2, name="judged")
+        evaluate(options, Console(quiet=True))
+        requests = len(server.requests)
+    out = tiny_run / "eval" / "judged"
+    frame = pd.read_parquet(out / "completions.parquet")
+    assert len(frame) == 3 * 2 * 2 == requests  # beginnings x samples x judge repeats
+    assert frame["judge_parsed"].sum() == 11 and frame.loc[~frame["judge_parsed"], "judge_grammar"].isna().all()
+    assert "refuse" in frame.loc[~frame["judge_parsed"], "judge_raw"].iloc[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["judge_grammar"]["mean"] == 6 and summary["metrics"]["judge_grammar"]["n"] == 11
+    assert summary["judge"]["unparsed"] == 1 and summary["judge"]["age_groups"] == {"B": 11}
+    assert summary["held_out"]["stories"] == 44 and summary["held_out"]["bits_per_byte"] > 0
+    assert summary["validation"]["bits_per_byte"] > 0
+    for name in ("vocabulary_adherence", "dictionary_coverage", "language_ok", "words", "repetition"):
+        assert name in summary["metrics"]
+    report = (out / "report.md").read_text()
+    assert "judge: grammar" in report and "95% interval" in report and "Example completions" in report
+    # Re-running costs nothing: every judge answer comes from the cache.
+    with OpenAIServer(answer=judge_answers) as server:
+        again = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=3, max_bytes=40, judge_model="judge",
+                                     base_url=server.url, judge_repeats=2, name="judged"), Console(quiet=True))
+        assert server.requests == []
+    assert again.summary["judge"]["usage"]["cache_hits"] == 12
+
+
+def test_evaluate_without_a_judge_gives_automatic_metrics(tiny_run, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TINYLANG_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--lang", "fi", "--samples", "2", "--limit", "2",
+                                      "--max-bytes", "30", "--name", "auto"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "judge scores skipped" in output and "Report:" in output
+    summary = json.loads((tiny_run / "eval" / "auto" / "summary.json").read_text())
+    assert summary["judge"] is None and "judge_grammar" not in summary["metrics"]
+    assert "skipped" in (tiny_run / "eval" / "auto" / "report.md").read_text()
+
+
+def test_same_seed_same_completions(tiny_run):
+    first = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, name="a"), Console(quiet=True))
+    second = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, name="b"), Console(quiet=True))
+    a = pd.read_parquet(first.out / "completions.parquet")["completion"].tolist()
+    b = pd.read_parquet(second.out / "completions.parquet")["completion"].tolist()
+    assert a == b and len(a) == 4
+
+
+def test_metric_helpers():
+    mean, low, high = mean_ci([4, 6, 8])
+    assert mean == 6 and low < 6 < high and mean_ci([5]) == (5, None, None) and mean_ci([]) == (None, None, None)
+    assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b c"], 2) == 1.0 and distinct_n([""], 2) == 0.0

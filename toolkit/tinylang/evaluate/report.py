@@ -1,0 +1,66 @@
+"""``report.md`` of an evaluation: tables with means and 95% intervals, and example completions.
+
+    write_report(Path("runs/x/eval/default/report.md"), summary, rows, pack)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..langpack import LanguagePack
+
+LABELS = {
+    "judge_grammar": "judge: grammar (1-10)", "judge_creativity": "judge: creativity (1-10)",
+    "judge_consistency": "judge: consistency (1-10)", "judge_plot": "judge: plot (1-10)",
+    "words": "completion length (words)", "bytes": "completion length (bytes)",
+    "dictionary_coverage": "dictionary coverage", "vocabulary_adherence": "vocabulary adherence",
+    "repetition": "repetition (share in repeated 5-grams)", "language_ok": "language-ID rate",
+}
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack, examples: int = 3) -> None:
+    lines = [
+        f"# Evaluation `{summary['name']}` of `{summary['run']}` ({pack.name})",
+        "",
+        f"{summary['completions']:,} completions: {summary['beginnings']} story beginnings x {summary['samples']} samples, "
+        f"temperature {summary['temperature']}, at most {summary['max_bytes']} bytes, seed {summary['seed']}.",
+        "",
+        "| metric | mean | 95% interval | n |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, label in LABELS.items():
+        metric = summary["metrics"].get(name)
+        if metric:
+            low, high = metric["ci95"]
+            interval = f"{_number(low)} - {_number(high)}" if low is not None else "-"
+            lines.append(f"| {label} | {_number(metric['mean'])} | {interval} | {metric['n']:,} |")
+    for name, value in summary["distinct"].items():
+        lines.append(f"| {name.replace('_', '-')} | {value:.3f} | | |")
+    for title, bits in (("held-out text (the pack's 44 beginnings)", summary["held_out"]),
+                        ("corpus validation split", summary["validation"])):
+        if bits:
+            lines.append(f"| bits per byte, {title} | {_number(bits['bits_per_byte'])} | | {bits['stories']} |")
+            lines.append(f"| bits per character, {title} | {_number(bits['bits_per_char'])} | | |")
+    lines.append("")
+    judge = summary["judge"]
+    if judge is None:
+        lines.append("Judge scores were skipped: no judge endpoint was configured (`--judge-model`, with `--base-url` "
+                     "or `OPENAI_API_KEY`).")
+    else:
+        lines.append(f"Judge: `{judge['model']}`, prompt `{judge['prompt_version']}`, {judge['repeats']} repeat(s); "
+                     f"{judge['parsed']:,} answers parsed, {judge['unparsed']:,} unparsed (kept with their raw text in "
+                     f"completions.parquet, never scored). Age groups: "
+                     + (", ".join(f"{k} {v}" for k, v in sorted(judge["age_groups"].items())) or "-") + ".")
+        lines.append("Judges favour longer completions; compare the scores with the mean length above. Scores across "
+                     "languages also depend on the judge's skill in each language.")
+    lines += ["", "## Example completions", ""]
+    for row in rows[: examples * max(1, summary["samples"]) : max(1, summary["samples"])]:
+        scores = ", ".join(f"{k[6:]} {row[k]:g}" for k in ("judge_grammar", "judge_creativity", "judge_consistency",
+                                                          "judge_plot") if row.get(k) is not None)
+        lines += [f"**{row['beginning_id']}** " + (f"({scores})" if scores else ""), "",
+                  f"> {row['beginning']} **{row['completion']}**".replace("\n", "\n> "), ""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,207 @@
+"""``tinylang evaluate``: completions of the pack's story beginnings, judged and measured.
+
+    result = evaluate(EvalOptions(run=Path("runs/fi-tiny"), lang="fi", samples=10))
+
+Writes ``RUN/eval/<name>/completions.parquet`` (one row per completion and judge repeat, with every
+score and the judge's raw answer), ``summary.json`` and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..checkpoint import load_model
+from ..langpack import LanguagePack, load_pack
+from ..llm import LLMClient, LLMSettings
+from ..model import BOS_ID, EOS_ID
+from ..runtime import pick_device
+from ..sources import open_source, read_stories
+from .judge import CRITERIA, judge_completion
+from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, story_bits
+from .report import write_report
+
+SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "words", "bytes",
+                   "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok")
+
+
+class EvaluateError(RuntimeError):
+    """An evaluation that cannot run; the message says why."""
+
+
+@dataclass
+class EvalOptions:
+    run: Path
+    lang: str | None = None
+    name: str = "default"
+    samples: int = 10
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    max_bytes: int = 600
+    seed: int = 0
+    limit: int | None = None  # first N beginnings only
+    device: str = "auto"
+    judge_model: str | None = None
+    base_url: str | None = None
+    judge_repeats: int = 1
+    concurrency: int = 8
+    validation_stories: int = 200
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    summary: dict
+
+
+def infer_lang(run: Path, recipe) -> str:
+    """The pack of the run's training corpus (its stats.json says), if the user did not."""
+    if recipe is not None:
+        stats = Path(recipe.data.path) / "stats.json"
+        if stats.is_file():
+            return json.loads(stats.read_text(encoding="utf-8"))["lang"]
+    raise EvaluateError(f"cannot tell the language of {run}: pass --lang")
+
+
+@torch.no_grad()
+def complete_beginnings(model, beginnings: list[str], samples: int, options: EvalOptions, progress=None) -> list[list[str]]:
+    """``samples`` continuations per beginning, one batch per beginning, cached generation."""
+    device = next(model.parameters()).device
+    keep = model.config.context_bytes - model.config.patch_size
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    results = []
+    for beginning in beginnings:
+        prompt = [BOS_ID, *beginning.encode("utf-8")][-keep:]
+        ids = torch.tensor([prompt] * samples, device=device)
+        out = model.generate(ids, options.max_bytes, options.temperature, options.top_k, options.top_p,
+                             stop_at_end=True, generator=generator)
+        texts = []
+        for row in out[:, len(prompt):].tolist():
+            row = row[: row.index(EOS_ID)] if EOS_ID in row else row
+            texts.append(bytes(b for b in row if b < 256).decode("utf-8", errors="replace"))
+        results.append(texts)
+        if progress:
+            progress()
+    return results
+
+
+def judge_settings(options: EvalOptions) -> LLMSettings | None:
+    model = options.judge_model or os.environ.get("TINYLANG_JUDGE_MODEL")
+    if not model:
+        return None
+    return LLMSettings.resolve(model=model, base_url=options.base_url, concurrency=options.concurrency, temperature=0.0,
+                               max_tokens=400)
+
+
+async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, items: list[tuple[str, str, str]]):
+    client = LLMClient(settings, cache)
+    try:
+        return await asyncio.gather(*(judge_completion(client, pack, b, c, key) for b, c, key in items)), client.usage
+    finally:
+        await client.aclose()
+
+
+def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult:
+    console = console or Console(stderr=True)
+    model, recipe = load_model(options.run, pick_device(options.device))
+    pack = load_pack(options.lang or infer_lang(options.run, recipe))
+    beginnings = list(pack.eval_beginnings[: options.limit] if options.limit else pack.eval_beginnings)
+    out = Path(options.run) / "eval" / options.name
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("completions", total=len(beginnings))
+        completions = complete_beginnings(model, [b.text for b in beginnings], options.samples, options,
+                                          lambda: bar.advance(task))
+    rows = []
+    for beginning, texts in zip(beginnings, completions):
+        for sample, text in enumerate(texts):
+            rows.append({"beginning_id": beginning.id, "sample": sample, "beginning": beginning.text, "completion": text})
+    for row, measured in zip(rows, CompletionMetrics(pack).measure([r["completion"] for r in rows])):
+        row.update(measured)
+    settings = judge_settings(options)
+    judge_usage = None
+    judged_rows = rows
+    if settings is None:
+        console.print("No judge configured (--judge-model, with --base-url or OPENAI_API_KEY): judge scores skipped; "
+                      "automatic metrics only.")
+    else:
+        items, judged_rows = [], []
+        for row in rows:
+            for repeat in range(options.judge_repeats):
+                key = f"{pack.spec.grading.version}/{row['beginning_id']}/{row['sample']}/{repeat}"
+                items.append((row["beginning"], row["completion"], key))
+                judged_rows.append(row | {"judge_repeat": repeat})
+        console.print(f"Judging {len(items):,} completions with {settings.model} ...")
+        judgements, judge_usage = asyncio.run(judge_all(pack, settings, out / "judge-cache.sqlite", items))
+        for row, (judgement, usage) in zip(judged_rows, judgements):
+            row.update(judgement.as_row())
+    held_out = bits_summary(story_bits(model, [b.text for b in pack.eval_beginnings]))
+    validation = None
+    if recipe is not None:
+        try:
+            stories = []
+            for story in read_stories(open_source(recipe.data.path, recipe.data.text_column), "validation"):
+                stories.append(story)
+                if len(stories) >= options.validation_stories:
+                    break
+            validation = bits_summary(story_bits(model, stories)) if stories else None
+        except Exception as error:  # the corpus may be gone; the other metrics still stand
+            console.print(f"[yellow]validation bits per byte skipped: {error}[/]")
+    summary = summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage,
+                        time.perf_counter() - started)
+    write_outputs(out, judged_rows, summary)
+    write_report(out / "report.md", summary, judged_rows, pack)
+    return EvalResult(out, summary)
+
+
+def summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage, seconds) -> dict:
+    metrics = {}
+    for name in SUMMARY_METRICS:
+        source = judged_rows if name.startswith("judge_") else rows
+        values = [r.get(name) for r in source if name in r and (not name.startswith("judge_") or r.get("judge_parsed"))]
+        mean, low, high = mean_ci([float(v) for v in values if v is not None])
+        if mean is not None:
+            metrics[name] = {"mean": mean, "ci95": [low, high], "n": len(values)}
+    texts = [r["completion"] for r in rows]
+    parsed = sum(1 for r in judged_rows if r.get("judge_parsed"))
+    age_groups: dict[str, int] = {}
+    for r in judged_rows:
+        if r.get("judge_age_group"):
+            age_groups[r["judge_age_group"]] = age_groups.get(r["judge_age_group"], 0) + 1
+    return {
+        "run": str(options.run), "name": options.name, "lang": pack.code, "beginnings": len({r["beginning_id"] for r in rows}),
+        "completions": len(rows), "samples": options.samples, "temperature": options.temperature,
+        "max_bytes": options.max_bytes, "seed": options.seed, "metrics": metrics,
+        "distinct": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
+        "held_out": held_out, "validation": validation,
+        "judge": None if settings is None else {
+            "model": settings.model, "prompt_version": pack.spec.grading.version, "repeats": options.judge_repeats,
+            "parsed": parsed, "unparsed": len(judged_rows) - parsed, "age_groups": age_groups,
+            "usage": judge_usage.as_dict() if judge_usage else None,
+        },
+        "seconds": round(seconds, 1),
+    }
+
+
+def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for name in CRITERIA:
+        column = f"judge_{name}"
+        if column in frame:
+            frame[column] = frame[column].astype("float64")
+    frame.to_parquet(out / "completions.parquet", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
