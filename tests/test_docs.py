@@ -45,7 +45,8 @@ def test_readme_python_example_runs(tmp_path):
     assert (tmp_path / "runs" / "readme-example" / "checkpoint.pt").is_file()
 
 
-@pytest.mark.parametrize("command_name,page_name", [("build-corpus", "build-corpus.md"), ("filter", "filter.md")])
+@pytest.mark.parametrize("command_name,page_name", [("build-corpus", "build-corpus.md"), ("filter", "filter.md"),
+                                                    ("evaluate", "evaluate.md"), ("compare", "evaluate.md")])
 def test_every_corpus_command_option_is_documented(command_name, page_name):
     import click
     import typer.main

@@ -96,4 +96,28 @@ def test_same_seed_same_completions(tiny_run):
 def test_metric_helpers():
     mean, low, high = mean_ci([4, 6, 8])
     assert mean == 6 and low < 6 < high and mean_ci([5]) == (5, None, None) and mean_ci([]) == (None, None, None)
+    assert mean_ci([1, 1, 1, 0], bounds=(0, 1))[2] == 1
     assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b c"], 2) == 1.0 and distinct_n([""], 2) == 0.0
+
+
+def test_compare_two_tiny_runs_in_different_languages(tiny_run, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    english = tmp_path / "en-run"
+    shutil.copytree(tiny_run, english, ignore=shutil.ignore_patterns("eval"))
+    with OpenAIServer(answer=judge_answers) as server:
+        for run, lang in ((tiny_run, "fi"), (english, "en")):
+            evaluate(EvalOptions(run=run, lang=lang, samples=2, limit=2, max_bytes=30, judge_model="judge",
+                                 base_url=server.url, name="cmp"), Console(quiet=True))
+    out = tmp_path / "compare"
+    result = CliRunner().invoke(app, ["compare", str(tiny_run), str(english), "--out", str(out), "--name", "cmp"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["lang"]) == ["fi", "en"] and (table["judge_grammar"] == 6).all()
+    assert table["parameters"].iloc[0] > 0 and table["training_bytes"].iloc[0] > 0
+    page = (out / "comparison.md").read_text()
+    assert "bits per story" in page and "judge's skill in each language" in page and "[" in page
+    assert (out / "judge_scores.png").stat().st_size > 1000 and (out / "bpb_vs_bytes.png").stat().st_size > 1000
+    missing = CliRunner().invoke(app, ["compare", str(tmp_path), "--out", str(out)])
+    assert missing.exit_code == 1 and "run `tinylang evaluate" in " ".join(missing.output.split())

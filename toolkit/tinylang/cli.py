@@ -346,5 +346,22 @@ def evaluate_command(
     console.print(f"Report: {result.out / 'report.md'}")
 
 
+@app.command("compare")
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="Run directories that have been evaluated."),
+    out: Path = typer.Option(Path("results/compare"), "--out", help="Folder for comparison.md/.csv and the plots."),
+    name: str = typer.Option("default", "--name", help="Which evaluation of each run (RUN/eval/NAME)."),
+) -> None:
+    """Compare evaluated runs across languages and sizes: tables (markdown, CSV) and plots."""
+    from .evaluate.compare import CompareError, compare_runs
+
+    try:
+        result = compare_runs(runs, out, name)
+    except CompareError as error:
+        _fail(str(error))
+    console.print((out / "comparison.md").read_text(encoding="utf-8"), highlight=False, soft_wrap=True)
+    console.print(f"Wrote {out}/comparison.md, comparison.csv" + "".join(f", {p}" for p in result["plots"]))
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()

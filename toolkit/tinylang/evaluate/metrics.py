@@ -25,8 +25,10 @@ from ..model import Megabyte
 from ..records import StoryRecord
 
 
-def mean_ci(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
-    """Mean and its 95% confidence interval (normal approximation; needs two values or more)."""
+def mean_ci(values: Sequence[float], bounds: tuple[float, float] | None = None
+            ) -> tuple[float | None, float | None, float | None]:
+    """Mean and its 95% confidence interval (normal approximation; needs two values or more),
+    clipped to ``bounds`` when the metric has them (a share stays within 0-1)."""
     clean = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not clean:
         return None, None, None
@@ -35,7 +37,10 @@ def mean_ci(values: Sequence[float]) -> tuple[float | None, float | None, float 
         return mean, None, None
     sd = float(np.std(clean, ddof=1))
     half = 1.96 * sd / math.sqrt(len(clean))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return mean, low, high
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

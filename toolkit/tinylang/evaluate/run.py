@@ -29,6 +29,10 @@ from .judge import CRITERIA, judge_completion
 from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, story_bits
 from .report import write_report
 
+SHARE = (0.0, 1.0)
+BOUNDS = {"judge_grammar": (1.0, 10.0), "judge_creativity": (1.0, 10.0), "judge_consistency": (1.0, 10.0),
+          "judge_plot": (1.0, 10.0), "dictionary_coverage": SHARE, "vocabulary_adherence": SHARE,
+          "repetition": SHARE, "language_ok": SHARE, "words": (0.0, float("inf")), "bytes": (0.0, float("inf"))}
 SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "words", "bytes",
                    "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok")
 
@@ -147,7 +151,9 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
         judgements, judge_usage = asyncio.run(judge_all(pack, settings, out / "judge-cache.sqlite", items))
         for row, (judgement, usage) in zip(judged_rows, judgements):
             row.update(judgement.as_row())
-    held_out = bits_summary(story_bits(model, [b.text for b in pack.eval_beginnings]))
+    held_out_scored = story_bits(model, [b.text for b in pack.eval_beginnings])
+    held_out = bits_summary(held_out_scored) | {
+        "bits_by_id": {b.id: round(bits, 3) for b, (bits, _, _) in zip(pack.eval_beginnings, held_out_scored)}}
     validation = None
     if recipe is not None:
         try:
@@ -161,9 +167,23 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
             console.print(f"[yellow]validation bits per byte skipped: {error}[/]")
     summary = summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage,
                         time.perf_counter() - started)
+    summary["parameters"] = model.num_parameters()
+    summary["training_bytes"] = training_bytes(Path(options.run))
     write_outputs(out, judged_rows, summary)
     write_report(out / "report.md", summary, judged_rows, pack)
     return EvalResult(out, summary)
+
+
+def training_bytes(run: Path) -> int | None:
+    """Bytes the model was trained on, from the last line of the run's metrics.jsonl."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    last = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            last = json.loads(line)
+    return last.get("bytes") if last else None
 
 
 def summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage, seconds) -> dict:
@@ -171,7 +191,7 @@ def summarise(rows, judged_rows, settings, options, pack, held_out, validation, 
     for name in SUMMARY_METRICS:
         source = judged_rows if name.startswith("judge_") else rows
         values = [r.get(name) for r in source if name in r and (not name.startswith("judge_") or r.get("judge_parsed"))]
-        mean, low, high = mean_ci([float(v) for v in values if v is not None])
+        mean, low, high = mean_ci([float(v) for v in values if v is not None], BOUNDS.get(name))
         if mean is not None:
             metrics[name] = {"mean": mean, "ci95": [low, high], "n": len(values)}
     texts = [r["completion"] for r in rows]

@@ -1,0 +1,163 @@
+"""``tinylang compare``: evaluations of several runs side by side, as tables and plots.
+
+    compare_runs([Path("runs/fi-tiny"), Path("runs/en-tiny")], Path("results/compare"))
+
+Writes ``comparison.md`` and ``comparison.csv`` (one row per run: language, parameters, training
+bytes, every metric with its 95% interval), ``judge_scores.png`` (judge scores by language and
+model) and ``bpb_vs_bytes.png`` (validation bits per byte against training bytes, from each run's
+metrics.jsonl). Bits per byte favours no language fairly (Finnish spends more bytes per idea than
+English), so runs are also compared in bits per story on the evaluation beginnings, which are the
+same stories in every language pack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "vocabulary_adherence",
+           "dictionary_coverage", "language_ok", "words", "repetition")
+JUDGE = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot")
+
+
+class CompareError(ValueError):
+    """Runs that cannot be compared; the message says what is missing."""
+
+
+def load_summary(run: Path, name: str) -> dict:
+    path = Path(run) / "eval" / name / "summary.json"
+    if not path.is_file():
+        raise CompareError(f"{run}: no evaluation named {name!r} ({path} is missing): run `tinylang evaluate {run}` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def comparison_table(runs: list[Path], name: str = "default") -> tuple[pd.DataFrame, list[dict]]:
+    summaries = [load_summary(run, name) for run in runs]
+    rows = []
+    for run, summary in zip(runs, summaries):
+        row = {"run": str(run), "lang": summary["lang"], "parameters": summary.get("parameters"),
+               "training_bytes": summary.get("training_bytes"), "completions": summary["completions"]}
+        for metric in METRICS:
+            value = summary["metrics"].get(metric)
+            row[metric] = value["mean"] if value else None
+            row[f"{metric}_ci95"] = (tuple(round(x, 3) for x in value["ci95"]) if value and value["ci95"][0] is not None
+                                     else None)
+        held = summary["held_out"]
+        row["held_out_bits_per_byte"] = held["bits_per_byte"]
+        row["held_out_bits_per_char"] = held["bits_per_char"]
+        row["held_out_bits_per_story"] = held["bits_per_story"]
+        row["validation_bits_per_byte"] = (summary.get("validation") or {}).get("bits_per_byte")
+        row["judge_model"] = (summary.get("judge") or {}).get("model")
+        rows.append(row)
+    return pd.DataFrame(rows), summaries
+
+
+def parallel_bits(summaries: list[dict]) -> dict | None:
+    """Mean bits per story over the beginning ids every run shares (the same stories in each language)."""
+    shared = set.intersection(*(set(s["held_out"].get("bits_by_id", {})) for s in summaries)) if summaries else set()
+    if not shared:
+        return None
+    return {"stories": len(shared),
+            "bits_per_story": [sum(s["held_out"]["bits_by_id"][i] for i in shared) / len(shared) for s in summaries]}
+
+
+def _cell(value, interval=None) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    if isinstance(value, str):
+        return value
+    text = f"{value:,.3f}" if isinstance(value, float) and not float(value).is_integer() else f"{int(value):,}"
+    return text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
+
+
+def markdown(frame: pd.DataFrame, parallel: dict | None) -> str:
+    columns = ["run", "lang", "parameters", "training_bytes", *METRICS, "held_out_bits_per_byte",
+               "held_out_bits_per_char", "held_out_bits_per_story", "validation_bits_per_byte"]
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in frame.iterrows():
+        cells = [_cell(row[c], row.get(f"{c}_ci95")) if c in METRICS else _cell(row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = ["", "Means with 95% intervals. Bits per byte favours no language fairly: the same story takes more "
+             "bytes in Finnish than in English."]
+    if parallel:
+        notes.append(f"On the {parallel['stories']} evaluation beginnings every pack shares (the same stories, "
+                     "translated), the models need " + ", ".join(f"{b:,.0f}" for b in parallel["bits_per_story"])
+                     + " bits per story (in the order of the table): that comparison is fair across languages.")
+    if frame["lang"].nunique() > 1 and frame["judge_model"].notna().any():
+        notes.append("Warning: judge scores across languages also measure the judge's skill in each language; "
+                     "compare them within a language, or with care.")
+    return "\n".join(lines + notes) + "\n"
+
+
+def plot_judge_scores(frame: pd.DataFrame, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = frame.dropna(subset=["judge_grammar"])
+    if judged.empty:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(judged)
+    for k, (_, row) in enumerate(judged.iterrows()):
+        label = f"{row['lang']} {Path(row['run']).name} ({(row['parameters'] or 0) / 1e6:.1f}M)"
+        means = [row[m] for m in JUDGE]
+        errors = [[m - (row[f"{c}_ci95"] or (m, m))[0] for m, c in zip(means, JUDGE)],
+                  [(row[f"{c}_ci95"] or (m, m))[1] - m for m, c in zip(means, JUDGE)]]
+        ax.bar([i + k * width for i in range(len(JUDGE))], means, width, yerr=errors, capsize=3, label=label)
+    ax.set_xticks([i + width * (len(judged) - 1) / 2 for i in range(len(JUDGE))], [m[6:] for m in JUDGE])
+    ax.set_ylim(0, 10)
+    ax.set_ylabel("judge score (1-10)")
+    ax.set_title("Judge scores by language and model")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_bpb_vs_bytes(runs: list[Path], frame: pd.DataFrame, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for run, lang in zip(runs, frame["lang"]):
+        log = Path(run) / "metrics.jsonl"
+        if not log.is_file():
+            continue
+        points = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        points = [(p["bytes"], p["val_bpb"]) for p in points if p.get("val_bpb") is not None]
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=3, label=f"{lang} {Path(run).name}")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xscale("log")
+    ax.set_xlabel("training bytes")
+    ax.set_ylabel("validation bits per byte")
+    ax.set_title("Bits per byte against training bytes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def compare_runs(runs: list[Path], out: Path, name: str = "default") -> dict:
+    if not runs:
+        raise CompareError("give at least one run directory")
+    frame, summaries = comparison_table(runs, name)
+    parallel = parallel_bits(summaries)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "comparison.csv", index=False)
+    (out / "comparison.md").write_text(markdown(frame, parallel), encoding="utf-8")
+    plots = [p for p, made in (("judge_scores.png", plot_judge_scores(frame, out / "judge_scores.png")),
+                               ("bpb_vs_bytes.png", plot_bpb_vs_bytes(runs, frame, out / "bpb_vs_bytes.png"))) if made]
+    return {"out": str(out), "runs": len(runs), "plots": plots, "parallel": parallel}
