@@ -121,3 +121,32 @@ def test_compare_two_tiny_runs_in_different_languages(tiny_run, tmp_path, monkey
     assert (out / "judge_scores.png").stat().st_size > 1000 and (out / "bpb_vs_bytes.png").stat().st_size > 1000
     missing = CliRunner().invoke(app, ["compare", str(tmp_path), "--out", str(out)])
     assert missing.exit_code == 1 and "run `tinylang evaluate" in " ".join(missing.output.split())
+
+
+def test_instruct_evaluation_requests_words_and_grades_instruction_following(tiny_run, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    prompts = []
+
+    def answer(messages):
+        prompts.append(messages[-1]["content"])
+        return json.dumps({"grammar": 6, "creativity": 4, "consistency": 5, "plot": 3, "instruction_following": 2,
+                           "age_group": "A"})
+
+    with OpenAIServer(answer=answer) as server:
+        result = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, judge_model="judge",
+                                      base_url=server.url, name="instruct", instruct=True), Console(quiet=True))
+    frame = pd.read_parquet(result.out / "completions.parquet")
+    assert all(p.count("<instructions>") == 2 and "Sanat:" in p for p in prompts)  # the rules mention the fence too
+    assert frame["instructions"].str.contains("Sanat:").all() and frame["requested_words"].map(len).eq(3).all()
+    summary = result.summary
+    assert summary["instruct"] and summary["metrics"]["judge_instruction_following"]["mean"] == 2
+    assert 0 <= summary["metrics"]["requested_words_used"]["mean"] <= 1
+
+
+def test_requested_words_are_counted_after_lemmatisation():
+    from tinylang.evaluate.metrics import CompletionMetrics
+    from tinylang.langpack import load_pack
+
+    rows = CompletionMetrics(load_pack("fi")).measure(["Koirat hyppäsivät pihalla koko päivän."],
+                                                     [["koira", "hypätä", "sininen"]])
+    assert rows[0]["requested_words_used"] == 2 / 3

@@ -57,10 +57,13 @@ def test_grader_prompt_is_rendered_exactly(tiny_pack):
     start = text.index("grading:")
     end = text.index("\ninstruct:")
     pack_yaml.write_text(text[:start] + 'grading:\n  version: t1\n  prompt: "<story>\\n{beginning}***{completion}\\n</story> {{json}}"\n'
+                         + '  instruct_prompt: "<instructions>{instructions}</instructions> {beginning}***{completion}"\n'
                          + text[end:], encoding="utf-8")
     pack = load_pack(tiny_pack)
     assert grader_prompt(pack, "Olipa kerran koira, joka", " hyppäsi.") == \
         "<story>\nOlipa kerran koira, joka*** hyppäsi.\n</story> {json}"
+    assert grader_prompt(pack, "Olipa", " kerran.", "Sanat: koira </instructions>") == \
+        "<instructions>Sanat: koira  </instructions> Olipa*** kerran."
 
 
 def test_a_completion_cannot_break_out_of_the_fence():

@@ -311,6 +311,7 @@ def evaluate_command(
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes per completion."),
     seed: int = typer.Option(0, "--seed"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N beginnings."),
+    instruct: bool = typer.Option(False, "--instruct", help="An instruct model: prompts request words and features."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),
     judge_repeats: int = typer.Option(1, "--judge-repeats", min=1, help="Judge each completion N times (judge variance)."),
@@ -324,7 +325,7 @@ def evaluate_command(
     from .llm import LLMFatalError
 
     options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k,
-                          top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, device=device,
+                          top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, device=device,
                           judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats, concurrency=concurrency)
     try:
         result = evaluate(options, console=console)
@@ -333,8 +334,8 @@ def evaluate_command(
     except KeyboardInterrupt:
         _fail("interrupted; judge answers so far are cached, run the same command again", 130)
     summary = result.summary
-    for metric in ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "vocabulary_adherence",
-                   "dictionary_coverage", "language_ok", "words"):
+    for metric in ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "judge_instruction_following",
+                   "requested_words_used", "vocabulary_adherence", "dictionary_coverage", "language_ok", "words"):
         value = summary["metrics"].get(metric)
         if value:
             low, high = value["ci95"]

@@ -49,6 +49,7 @@ class Prompts(_Strict):
 class Grading(_Strict):
     version: str = Field(description="Stored with every judgement; bump it when the prompt changes.")
     prompt: str = Field(description="The judge's prompt; placeholders {beginning} {completion}.")
+    instruct_prompt: str = Field(description="The same for instruct models; adds {instructions}.")
 
 
 class InstructLabels(_Strict):
@@ -97,7 +98,7 @@ TEMPLATE_FIELDS = {
     "features_sentence": {"features"},
     "translate": {"story", "source_language"},
 }
-GRADING_FIELDS = {"beginning", "completion"}
+GRADING_FIELDS = {"prompt": {"beginning", "completion"}, "instruct_prompt": {"instructions", "beginning", "completion"}}
 
 
 @dataclass(frozen=True)
@@ -213,15 +214,16 @@ class LanguagePack:
     def translation_prompt(self, story: str, source_language: str) -> str:
         return self.spec.prompts.translate.format(story=story, source_language=source_language)
 
+    def instruct_header(self, words: list[str], features: list[str]) -> str:
+        """The request part of the instruct format: the features and words lines."""
+        labels, separator = self.spec.instruct, self.spec.prompts.list_separator
+        lines = [f"{labels.features} {separator.join(self.feature_labels(features))}"] if features else []
+        lines.append(f"{labels.words} {separator.join(words)}")
+        return "\n".join(lines)
+
     def instruct_text(self, words: list[str], features: list[str], story: str) -> str:
         """The TinyStories-Instruct rendering: features, words, then the story, in the pack's labels."""
-        labels = self.spec.instruct
-        lines = []
-        if features:
-            lines.append(f"{labels.features} {self.spec.prompts.list_separator.join(self.feature_labels(features))}")
-        lines.append(f"{labels.words} {self.spec.prompts.list_separator.join(words)}")
-        lines.append(f"{labels.story} {story}")
-        return "\n".join(lines)
+        return f"{self.instruct_header(words, features)}\n{self.spec.instruct.story} {story}"
 
 
 def _pack_directory(lang: str | Path) -> Path:
@@ -283,13 +285,14 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             continue
         if fields != required:
             problems.append(f"{where}/pack.yaml: prompts.{name} uses {sorted(fields)}, expected {sorted(required)}")
-    try:
-        grading_fields = template_fields(spec.grading.prompt)
-    except ValueError as error:
-        grading_fields = set()
-        problems.append(f"{where}/pack.yaml: grading.prompt is not a valid template ({error})")
-    if grading_fields and grading_fields != GRADING_FIELDS:
-        problems.append(f"{where}/pack.yaml: grading.prompt uses {sorted(grading_fields)}, expected {sorted(GRADING_FIELDS)}")
+    for name, required in GRADING_FIELDS.items():
+        try:
+            fields = template_fields(getattr(spec.grading, name))
+        except ValueError as error:
+            problems.append(f"{where}/pack.yaml: grading.{name} is not a valid template ({error})")
+            continue
+        if fields != required:
+            problems.append(f"{where}/pack.yaml: grading.{name} uses {sorted(fields)}, expected {sorted(required)}")
     if not problems:  # render every template once with and without features
         try:
             pack.generation_prompt("x", "y", "z", list(FEATURES))
@@ -297,6 +300,7 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             pack.translation_prompt("story", "English")
             pack.instruct_text(["x", "y", "z"], list(FEATURES[:2]), "story")
             spec.grading.prompt.format(beginning="Once", completion="upon")
+            spec.grading.instruct_prompt.format(instructions="Words: x", beginning="Once", completion="upon")
         except (KeyError, IndexError, ValueError) as error:
             problems.append(f"{where}/pack.yaml: a template does not render ({error!r})")
     seen: dict[tuple[str, str], int] = {}

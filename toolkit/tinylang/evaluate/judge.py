@@ -23,7 +23,7 @@ from ..langpack import LanguagePack
 CRITERIA = ("grammar", "creativity", "consistency", "plot")
 OPTIONAL_CRITERIA = ("instruction_following",)
 AGE_GROUPS = ("A", "B", "C", "D", "E", "F")
-_FENCE_TOKENS = re.compile(r"</?\s*story\s*>|\*\*\*", re.IGNORECASE)
+_FENCE_TOKENS = re.compile(r"</?\s*(?:story|instructions)\s*>|\*\*\*", re.IGNORECASE)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL | re.IGNORECASE)
 
 
@@ -32,8 +32,13 @@ def defuse(text: str) -> str:
     return _FENCE_TOKENS.sub(" ", text)
 
 
-def grader_prompt(pack: LanguagePack, beginning: str, completion: str) -> str:
-    return pack.spec.grading.prompt.format(beginning=defuse(beginning), completion=defuse(completion))
+def grader_prompt(pack: LanguagePack, beginning: str, completion: str, instructions: str | None = None) -> str:
+    """The pack's grader prompt; with ``instructions`` (an instruct model's request) its instruct variant,
+    which also asks for instruction_following."""
+    if instructions is None:
+        return pack.spec.grading.prompt.format(beginning=defuse(beginning), completion=defuse(completion))
+    return pack.spec.grading.instruct_prompt.format(instructions=defuse(instructions), beginning=defuse(beginning),
+                                                    completion=defuse(completion))
 
 
 @dataclass
@@ -128,9 +133,10 @@ def parse_judgement(raw: str | None) -> Judgement:
     return Judgement(True, scores, age, comment, raw=text)
 
 
-async def judge_completion(client, pack: LanguagePack, beginning: str, completion: str, key: str) -> tuple[Judgement, dict]:
+async def judge_completion(client, pack: LanguagePack, beginning: str, completion: str, key: str,
+                           instructions: str | None = None) -> tuple[Judgement, dict]:
     """Ask the judge through the one LLM layer (retries, cache, cost); returns the judgement and usage."""
-    prompt = grader_prompt(pack, beginning, completion)
+    prompt = grader_prompt(pack, beginning, completion, instructions)
     answer = await client.complete([{"role": "user", "content": prompt}], cache_key=key)
     usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens, "cached": answer.cached}
     return parse_judgement(answer.text), usage

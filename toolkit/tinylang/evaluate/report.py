@@ -12,6 +12,8 @@ from ..langpack import LanguagePack
 LABELS = {
     "judge_grammar": "judge: grammar (1-10)", "judge_creativity": "judge: creativity (1-10)",
     "judge_consistency": "judge: consistency (1-10)", "judge_plot": "judge: plot (1-10)",
+    "judge_instruction_following": "judge: instruction following (1-10)",
+    "requested_words_used": "requested words used (lemmatised)",
     "words": "completion length (words)", "bytes": "completion length (bytes)",
     "dictionary_coverage": "dictionary coverage", "vocabulary_adherence": "vocabulary adherence",
     "repetition": "repetition (share in repeated 5-grams)", "language_ok": "language-ID rate",

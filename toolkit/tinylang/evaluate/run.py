@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..checkpoint import load_model
+from ..corpus.plan import pack_words, sample_request
 from ..langpack import LanguagePack, load_pack
 from ..llm import LLMClient, LLMSettings
 from ..model import BOS_ID, EOS_ID
@@ -32,9 +33,11 @@ from .report import write_report
 SHARE = (0.0, 1.0)
 BOUNDS = {"judge_grammar": (1.0, 10.0), "judge_creativity": (1.0, 10.0), "judge_consistency": (1.0, 10.0),
           "judge_plot": (1.0, 10.0), "dictionary_coverage": SHARE, "vocabulary_adherence": SHARE,
-          "repetition": SHARE, "language_ok": SHARE, "words": (0.0, float("inf")), "bytes": (0.0, float("inf"))}
-SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "words", "bytes",
-                   "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok")
+          "repetition": SHARE, "language_ok": SHARE, "requested_words_used": SHARE,
+          "judge_instruction_following": (1.0, 10.0), "words": (0.0, float("inf")), "bytes": (0.0, float("inf"))}
+SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "judge_instruction_following",
+                   "words", "bytes", "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok",
+                   "requested_words_used")
 
 
 class EvaluateError(RuntimeError):
@@ -53,6 +56,7 @@ class EvalOptions:
     max_bytes: int = 600
     seed: int = 0
     limit: int | None = None  # first N beginnings only
+    instruct: bool = False  # an instruct model: prompts carry requested words and features
     device: str = "auto"
     judge_model: str | None = None
     base_url: str | None = None
@@ -107,10 +111,18 @@ def judge_settings(options: EvalOptions) -> LLMSettings | None:
                                max_tokens=400)
 
 
-async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, items: list[tuple[str, str, str]]):
+def instruct_requests(pack: LanguagePack, count: int, seed: int) -> list[tuple[list[str], list[str]]]:
+    """Seeded words and features for each beginning, as build-corpus samples them."""
+    words = pack_words(pack)
+    requests = [sample_request(i, pack.code, seed, words) for i in range(count)]
+    return [(list(r.words.values()), list(r.features)) for r in requests]
+
+
+async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, items: list[tuple]):
     client = LLMClient(settings, cache)
     try:
-        return await asyncio.gather(*(judge_completion(client, pack, b, c, key) for b, c, key in items)), client.usage
+        calls = (judge_completion(client, pack, b, c, key, instructions) for b, c, key, instructions in items)
+        return await asyncio.gather(*calls), client.usage
     finally:
         await client.aclose()
 
@@ -123,16 +135,22 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     out = Path(options.run) / "eval" / options.name
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    requests = instruct_requests(pack, len(beginnings), options.seed) if options.instruct else [None] * len(beginnings)
+    prompts = [b.text if r is None else pack.instruct_text(r[0], r[1], b.text) for b, r in zip(beginnings, requests)]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
         task = bar.add_task("completions", total=len(beginnings))
-        completions = complete_beginnings(model, [b.text for b in beginnings], options.samples, options,
-                                          lambda: bar.advance(task))
+        completions = complete_beginnings(model, prompts, options.samples, options, lambda: bar.advance(task))
     rows = []
-    for beginning, texts in zip(beginnings, completions):
+    for beginning, request, texts in zip(beginnings, requests, completions):
         for sample, text in enumerate(texts):
-            rows.append({"beginning_id": beginning.id, "sample": sample, "beginning": beginning.text, "completion": text})
-    for row, measured in zip(rows, CompletionMetrics(pack).measure([r["completion"] for r in rows])):
+            row = {"beginning_id": beginning.id, "sample": sample, "beginning": beginning.text, "completion": text}
+            if request is not None:
+                row |= {"requested_words": request[0], "requested_features": request[1],
+                        "instructions": pack.instruct_header(*request)}
+            rows.append(row)
+    wanted = [r.get("requested_words") for r in rows] if options.instruct else None
+    for row, measured in zip(rows, CompletionMetrics(pack).measure([r["completion"] for r in rows], wanted)):
         row.update(measured)
     settings = judge_settings(options)
     judge_usage = None
@@ -145,7 +163,7 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
         for row in rows:
             for repeat in range(options.judge_repeats):
                 key = f"{pack.spec.grading.version}/{row['beginning_id']}/{row['sample']}/{repeat}"
-                items.append((row["beginning"], row["completion"], key))
+                items.append((row["beginning"], row["completion"], key, row.get("instructions")))
                 judged_rows.append(row | {"judge_repeat": repeat})
         console.print(f"Judging {len(items):,} completions with {settings.model} ...")
         judgements, judge_usage = asyncio.run(judge_all(pack, settings, out / "judge-cache.sqlite", items))
@@ -203,7 +221,7 @@ def summarise(rows, judged_rows, settings, options, pack, held_out, validation, 
     return {
         "run": str(options.run), "name": options.name, "lang": pack.code, "beginnings": len({r["beginning_id"] for r in rows}),
         "completions": len(rows), "samples": options.samples, "temperature": options.temperature,
-        "max_bytes": options.max_bytes, "seed": options.seed, "metrics": metrics,
+        "max_bytes": options.max_bytes, "seed": options.seed, "instruct": options.instruct, "metrics": metrics,
         "distinct": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
         "held_out": held_out, "validation": validation,
         "judge": None if settings is None else {
