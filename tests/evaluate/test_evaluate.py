@@ -58,6 +58,7 @@ def test_evaluate_with_a_judge_over_http(tiny_run, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["judge_grammar"]["mean"] == 6 and summary["metrics"]["judge_grammar"]["n"] == 11
     assert summary["judge"]["unparsed"] == 1 and summary["judge"]["age_groups"] == {"B": 11}
+    assert summary["judge"]["repeat_sd"]["grammar"] == 0  # the test judge always says 6
     assert summary["held_out"]["stories"] == 44 and summary["held_out"]["bits_per_byte"] > 0
     assert summary["validation"]["bits_per_byte"] > 0
     for name in ("vocabulary_adherence", "dictionary_coverage", "language_ok", "words", "repetition"):

@@ -57,6 +57,9 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
                      f"{judge['parsed']:,} answers parsed, {judge['unparsed']:,} unparsed (kept with their raw text in "
                      f"completions.parquet, never scored). Age groups: "
                      + (", ".join(f"{k} {v}" for k, v in sorted(judge["age_groups"].items())) or "-") + ".")
+        if judge.get("repeat_sd"):
+            lines.append("Judge variance: mean standard deviation over repeats of the same completion: "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in judge["repeat_sd"].items() if v is not None) + ".")
         lines.append("Judges favour longer completions; compare the scores with the mean length above. Scores across "
                      "languages also depend on the judge's skill in each language.")
     lines += ["", "## Example completions", ""]

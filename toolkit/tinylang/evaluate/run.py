@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -214,6 +215,7 @@ def summarise(rows, judged_rows, settings, options, pack, held_out, validation, 
             metrics[name] = {"mean": mean, "ci95": [low, high], "n": len(values)}
     texts = [r["completion"] for r in rows]
     parsed = sum(1 for r in judged_rows if r.get("judge_parsed"))
+    variance = judge_repeat_spread(judged_rows) if settings is not None and options.judge_repeats > 1 else None
     age_groups: dict[str, int] = {}
     for r in judged_rows:
         if r.get("judge_age_group"):
@@ -227,10 +229,24 @@ def summarise(rows, judged_rows, settings, options, pack, held_out, validation, 
         "judge": None if settings is None else {
             "model": settings.model, "prompt_version": pack.spec.grading.version, "repeats": options.judge_repeats,
             "parsed": parsed, "unparsed": len(judged_rows) - parsed, "age_groups": age_groups,
+            "repeat_sd": variance,
             "usage": judge_usage.as_dict() if judge_usage else None,
         },
         "seconds": round(seconds, 1),
     }
+
+
+def judge_repeat_spread(judged_rows: list[dict]) -> dict:
+    """Mean standard deviation of the judge's scores over repeats of the same completion, per criterion."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in judged_rows:
+        if row.get("judge_parsed"):
+            groups.setdefault((row["beginning_id"], row["sample"]), []).append(row)
+    spread = {}
+    for name in CRITERIA:
+        sds = [float(np.std([r[f"judge_{name}"] for r in group], ddof=1)) for group in groups.values() if len(group) > 1]
+        spread[name] = sum(sds) / len(sds) if sds else None
+    return spread
 
 
 def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
