@@ -19,8 +19,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 demo: setup
-	$(BIN)/tinylang train recipes/fi-tiny.yaml --set output.dir=runs/demo-fi-tiny --resume
-	$(BIN)/tinylang generate runs/demo-fi-tiny --prompt "Olipa kerran" --num 3 --max-bytes 400 --seed 0
+	$(BIN)/tinylang quickstart --lang fi
 
 bench: setup
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
@@ -30,4 +29,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_filter.py --out docs/bench-filter.json
 
 clean:
-	rm -rf runs/demo-fi-tiny .pytest_cache
+	rm -rf runs/quickstart-fi runs/demo-fi-tiny data/fi-generate .pytest_cache

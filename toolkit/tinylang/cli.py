@@ -364,5 +364,35 @@ def compare_command(
     console.print(f"Wrote {out}/comparison.md, comparison.csv" + "".join(f", {p}" for p in result["plots"]))
 
 
+@app.command("quickstart")
+def quickstart_command(
+    lang: str = typer.Option("fi", "--lang", "-l", help="Language pack with a story grammar (fi, en)."),
+    n: int = typer.Option(20_000, "--n", min=10, help="Corpus size."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key of the tiny recipe (repeatable)."),
+    samples: int = typer.Option(3, "--samples", min=1, help="Evaluation completions per beginning."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N beginnings."),
+    judge_model: Optional[str] = typer.Option(None, "--judge-model", help="Also judge with this LLM."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint."),
+) -> None:
+    """The whole pipeline offline: build a corpus, train the tiny model, generate, evaluate, report."""
+    from .checkpoint import CheckpointError
+    from .corpus.build import BuildError
+    from .evaluate.run import EvaluateError
+    from .langpack import PackError
+    from .quickstart import QuickstartOptions, quickstart
+    from .recipe import RecipeError
+    from .train import TrainError
+
+    options = QuickstartOptions(lang=lang, n=n, overrides=set_, samples=samples, limit=limit,
+                                judge_model=judge_model, base_url=base_url)
+    try:
+        result = quickstart(options, console=console)
+    except (PackError, BuildError, RecipeError, TrainError, CheckpointError, EvaluateError, RuntimeError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to continue where it stopped", 130)
+    console.print(f"Report: {result.report}")
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     app()

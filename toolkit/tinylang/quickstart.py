@@ -1,0 +1,116 @@
+"""``tinylang quickstart``: the whole idea in one command, offline: corpus, model, stories, numbers.
+
+1. build a corpus with the pack's story grammar (or an LLM when one is configured), filtered;
+2. train the tiny recipe on it (``--resume`` semantics: running again continues or reuses the run);
+3. print a few generated stories;
+4. evaluate (automatic metrics, and the judge when ``--judge-model`` is given);
+5. write ``quickstart.md`` in the run folder and print its path.
+
+    result = quickstart(QuickstartOptions(lang="fi"))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from .checkpoint import load_model
+from .corpus.build import BuildOptions, build_corpus
+from .evaluate.run import EvalOptions, evaluate
+from .generate import complete_story
+from .langpack import load_pack
+from .recipe import load_recipe
+from .train import train
+
+
+@dataclass
+class QuickstartOptions:
+    lang: str = "fi"
+    n: int = 20_000
+    recipe: Path | None = None  # default recipes/<lang>-tiny.yaml, else recipes/fi-tiny.yaml
+    overrides: list[str] = field(default_factory=list)  # --set for the recipe
+    samples: int = 3  # evaluation completions per beginning
+    limit: int | None = None  # evaluation beginnings
+    stories: int = 3  # printed samples
+    judge_model: str | None = None
+    base_url: str | None = None
+
+
+@dataclass
+class QuickstartResult:
+    report: Path
+    corpus: Path
+    run: Path
+
+
+def _recipe_path(options: QuickstartOptions) -> Path:
+    if options.recipe:
+        return Path(options.recipe)
+    own = Path("recipes") / f"{Path(options.lang).name}-tiny.yaml"
+    return own if own.is_file() else Path("recipes") / "fi-tiny.yaml"
+
+
+def quickstart(options: QuickstartOptions, console: Console | None = None) -> QuickstartResult:
+    console = console or Console(stderr=True)
+    pack = load_pack(options.lang)
+    corpus = Path("data") / f"{pack.code}-generate"
+    run = Path("runs") / f"quickstart-{pack.code}"
+    console.rule(f"1/4 corpus: {options.n:,} {pack.name} stories -> {corpus}")
+    built = build_corpus(BuildOptions(lang=options.lang, n=options.n, out=corpus, filter_workers=os.cpu_count() or 1),
+                         console)
+    console.rule(f"2/4 training {_recipe_path(options)} -> {run}")
+    recipe = load_recipe(_recipe_path(options), [f"data.path={corpus}", f"output.dir={run}", *options.overrides])
+    trained = train(recipe, resume=True, console=console)
+    console.rule("3/4 stories")
+    model, _ = load_model(run)
+    prompt = recipe.eval.sample_prompt
+    samples = [prompt + complete_story(model, prompt, max_bytes=500, temperature=0.8, top_k=40, seed=i)
+               for i in range(options.stories)]
+    for i, story in enumerate(samples, 1):
+        console.print(f"[bold]--- story {i}[/]")
+        console.print(story, highlight=False)
+    console.rule("4/4 evaluation")
+    evaluation = evaluate(EvalOptions(run=run, lang=options.lang, samples=options.samples, limit=options.limit,
+                                      max_bytes=400, judge_model=options.judge_model, base_url=options.base_url,
+                                      name="quickstart"), console)
+    report = run / "quickstart.md"
+    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation), encoding="utf-8")
+    return QuickstartResult(report, corpus, run)
+
+
+def render_report(language: str, corpus_stats: dict, trained, samples: list[str], evaluation) -> str:
+    summary = evaluation.summary
+    filtered = corpus_stats.get("filter") or {}
+    metrics = summary["metrics"]
+
+    def metric(name: str) -> str:
+        value = metrics.get(name)
+        return f"{value['mean']:.3f}" if value else "-"
+
+    lines = [
+        f"# tinylang quickstart: {language}",
+        "",
+        "| step | result |",
+        "|---|---|",
+        f"| corpus | {corpus_stats['corpus']['stories']:,} stories written ({', '.join(corpus_stats['corpus']['sources'])}), "
+        f"{filtered.get('kept', 0):,} kept by the filters; train {corpus_stats['splits']['train']:,}, "
+        f"validation {corpus_stats['splits']['validation']:,} |",
+        f"| training | {trained.step} steps, {trained.bytes_seen:,} bytes, {trained.elapsed_s / 60:.1f} min, "
+        f"validation bits per byte {trained.val_bpb:.3f} |" if trained.val_bpb is not None else
+        f"| training | {trained.step} steps |",
+        f"| evaluation | {summary['completions']} completions of {summary['beginnings']} beginnings: vocabulary adherence "
+        f"{metric('vocabulary_adherence')}, dictionary coverage {metric('dictionary_coverage')}, language-ID rate "
+        f"{metric('language_ok')}, held-out bits per byte {summary['held_out']['bits_per_byte']:.3f}"
+        + (f", judge grammar {metric('judge_grammar')}" if summary.get("judge") else ", no judge configured") + " |",
+        "",
+        f"Full evaluation report: `{evaluation.out / 'report.md'}`.",
+        "",
+        "## Stories",
+        "",
+    ]
+    for story in samples:
+        lines += ["> " + story.replace("\n", "\n> "), ""]
+    return "\n".join(lines)
