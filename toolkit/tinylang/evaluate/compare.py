@@ -91,15 +91,29 @@ def markdown(frame: pd.DataFrame, parallel: dict | None) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def plot_judge_scores(frame: pd.DataFrame, path: Path) -> bool:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _finish(plt, fig, ax, title: str, path: Path) -> bool:
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_judge_scores(frame: pd.DataFrame, path: Path) -> bool:
     judged = frame.dropna(subset=["judge_grammar"])
     if judged.empty:
         return False
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(judged)
     for k, (_, row) in enumerate(judged.iterrows()):
@@ -111,20 +125,11 @@ def plot_judge_scores(frame: pd.DataFrame, path: Path) -> bool:
     ax.set_xticks([i + width * (len(judged) - 1) / 2 for i in range(len(JUDGE))], [m[6:] for m in JUDGE])
     ax.set_ylim(0, 10)
     ax.set_ylabel("judge score (1-10)")
-    ax.set_title("Judge scores by language and model")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return _finish(plt, fig, ax, "Judge scores by language and model", path)
 
 
 def plot_bpb_vs_bytes(runs: list[Path], frame: pd.DataFrame, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     drawn = False
     for run, lang in zip(runs, frame["lang"]):
@@ -142,12 +147,7 @@ def plot_bpb_vs_bytes(runs: list[Path], frame: pd.DataFrame, path: Path) -> bool
     ax.set_xscale("log")
     ax.set_xlabel("training bytes")
     ax.set_ylabel("validation bits per byte")
-    ax.set_title("Bits per byte against training bytes")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+    return _finish(plt, fig, ax, "Bits per byte against training bytes", path)
 
 
 def compare_runs(runs: list[Path], out: Path, name: str = "default") -> dict:
