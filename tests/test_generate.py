@@ -38,3 +38,23 @@ def test_a_character_cut_by_the_byte_limit_becomes_a_replacement_mark():
 
 def test_prompt_ids_start_a_story():
     assert prompt_ids("Äiti").tolist() == [[BOS_ID, *"Äiti".encode()]]
+
+
+def test_generate_renders_the_instruct_request(recipe_file, tmp_path):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from tests.conftest import write_tiny_pack
+    from tinylang.cli import app
+    from tinylang.recipe import load_recipe
+    from tinylang.train import train
+
+    run = train(load_recipe(recipe_file), console=Console(quiet=True)).run_dir
+    pack = write_tiny_pack(tmp_path / "pack")
+    runner = CliRunner()
+    result = runner.invoke(app, ["generate", str(run), "--words", "koira,pallo,iloinen", "--features", "dialogue",
+                                 "--lang", str(pack), "--max-bytes", "20", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Piirteet: vuoropuhelu\nSanat: koira, pallo, iloinen\nTarina: ")
+    bad = runner.invoke(app, ["generate", str(run), "--features", "sadness", "--lang", str(pack)])
+    assert bad.exit_code == 1 and "unknown feature" in bad.output

@@ -130,3 +130,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues(recipe_file, tmp_path):
 def test_trains_on_cuda_in_bf16(recipe_file):
     result = train(load_recipe(recipe_file, ["train.device=cuda", "train.precision=bf16"]))
     assert result.step == 12 and math.isfinite(result.train_loss)
+
+
+def test_init_from_starts_from_the_pretrained_weights(recipe_file, tmp_path):
+    from rich.console import Console
+
+    pretrained = train(load_recipe(recipe_file), console=Console(quiet=True)).run_dir
+    tuned = tmp_path / "tuned"
+    overrides = [f"train.init_from={pretrained}", f"output.dir={tuned}", "train.max_steps=1", "optim.lr=1e-12",
+                 "optim.min_lr=0", "optim.warmup_steps=0"]
+    train(load_recipe(recipe_file, overrides), console=Console(quiet=True))
+    before, _ = load_model(pretrained)
+    after, _ = load_model(tuned)
+    for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    with pytest.raises(TrainError, match="different model shape"):
+        train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'other'}", "model.global_dim=64"]),
+              console=Console(quiet=True))

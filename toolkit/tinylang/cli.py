@@ -63,16 +63,22 @@ def generate(
     num: int = typer.Option(1, "--num", "-n", min=1, help="Number of stories."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for repeatable samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    words: Optional[str] = typer.Option(None, "--words", help="Instruct models: words the story must use, comma-separated."),
+    features: Optional[str] = typer.Option(None, "--features", help="Instruct models: features, e.g. dialogue,bad_ending."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels to use (default: the corpus's)."),
 ) -> None:
-    """Continue a story beginning, streaming text as it is generated."""
+    """Continue a story beginning, streaming text as it is generated (or, for instruct models, a story
+    on command: --words and --features in the pack's instruct format)."""
     from .checkpoint import CheckpointError, load_model
     from .generate import stream_story
     from .runtime import pick_device
 
     try:
-        model, _ = load_model(run, pick_device(device))
+        model, recipe = load_model(run, pick_device(device))
     except (CheckpointError, RuntimeError) as error:
         _fail(str(error))
+    if words or features:
+        prompt = _instruct_prompt(run, recipe, lang, words, features, prompt)
     try:
         for i in range(num):
             if num > 1:
@@ -87,6 +93,24 @@ def generate(
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         raise typer.Exit(130) from None
+
+
+def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str], features: Optional[str],
+                     beginning: str) -> str:
+    """The pack's instruct rendering: features and words lines, then the story label and beginning."""
+    from .evaluate.run import EvaluateError, infer_lang
+    from .langpack import FEATURES, PackError, load_pack
+
+    try:
+        pack = load_pack(lang or infer_lang(run, recipe))
+    except (PackError, EvaluateError) as error:
+        _fail(str(error))
+    wanted = [f.strip() for f in (features or "").split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FEATURES]
+    if unknown:
+        _fail(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
+    word_list = [w.strip() for w in (words or "").split(",") if w.strip()]
+    return pack.instruct_text(word_list, wanted, beginning)
 
 
 @app.command()

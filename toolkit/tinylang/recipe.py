@@ -74,6 +74,9 @@ class TrainConfig(_Section):
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
     log_every: int = Field(10, ge=1, description="Steps between lines in metrics.jsonl.")
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints (also at the end and on Ctrl-C).")
+    init_from: str | None = Field(
+        None, description="Start from the weights of this run, checkpoint or export (fine-tuning); the optimizer starts fresh."
+    )
 
 
 class EvalConfig(_Section):

@@ -24,7 +24,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
 from .data import ByteData, bits_per_byte, decode_bytes
 from .model import BOS_ID, Megabyte
 from .recipe import OptimConfig, Recipe, recipe_to_yaml
@@ -179,6 +179,18 @@ def _progress(console: Console) -> Progress:
 # -- the loop -----------------------------------------------------------------------------------
 
 
+def _init_weights(model: Megabyte, source: str, recipe: Recipe, console: Console) -> None:
+    """Fine-tuning: copy the weights of a finished run (same model shape) before the first step."""
+    try:
+        pretrained, _ = load_model(source)
+    except CheckpointError as error:
+        raise TrainError(f"train.init_from: {error}") from None
+    if pretrained.config != recipe.model:
+        raise TrainError(f"train.init_from: {source} has a different model shape than this recipe's model section")
+    model.load_state_dict(pretrained.state_dict())
+    console.print(f"Starting from the weights of {source}")
+
+
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> TrainResult:
     console = console or Console()
     cfg, run_dir = recipe.train, Path(recipe.output.dir)
@@ -225,6 +237,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             _truncate_jsonl(run_dir / name, step)
         console.print(f"Resuming {run_dir} from step {step:,} ({bytes_seen:,} bytes seen)")
     else:
+        if cfg.init_from:
+            _init_weights(model, cfg.init_from, recipe, console)
         run_dir.mkdir(parents=True, exist_ok=True)
         for name in (METRICS_NAME, SAMPLES_NAME):
             (run_dir / name).unlink(missing_ok=True)
