@@ -219,3 +219,14 @@ def test_build_filters_by_default_and_explains_every_removal(tmp_path, llm_serve
     rejected = [json.loads(line) for line in (tmp_path / "junk" / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 10 and all(r["filter"] and r["reason"] and r["text"] for r in rejected)
     assert "kept 0 of 10" in (tmp_path / "junk" / "card.md").read_text()
+
+
+def test_an_unchanged_corpus_keeps_its_splits_untouched_and_no_filter_rewrites_them(tmp_path):
+    out = tmp_path / "fi"
+    build_corpus(BuildOptions(lang="fi", n=30, out=out))
+    before = (out / "train.parquet").stat().st_mtime_ns
+    again = build_corpus(BuildOptions(lang="fi", n=30, out=out))
+    assert (out / "train.parquet").stat().st_mtime_ns == before  # training caches stay valid
+    assert again.stats["filter"]["kept"] >= 28
+    unfiltered = build_corpus(BuildOptions(lang="fi", n=30, out=out, filter=False))
+    assert unfiltered.stats["filter"] is None and sum(unfiltered.stats["splits"].values()) == 30

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import random
 import time
@@ -270,22 +271,46 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         store.close()
     seconds = time.perf_counter() - started
     planned = [r.id for r in requests]
-    filter_stats = None
-    if options.filter:
+    fingerprint = splits_fingerprint(pack, options, store, len(planned))
+    previous = _previous_stats(out)
+    if previous.get("splits_fingerprint") == fingerprint and all((out / f"{s}.parquet").is_file() for s in ("train", "validation")):
+        # Nothing changed (stories, pack, thresholds): keep the splits as they are, so caches built on them stay valid.
+        filter_stats, split_counts = previous.get("filter"), previous["splits"]
+    elif options.filter:
         from ..filters.run import run_pipeline
 
         filter_stats = run_pipeline(pack, store.final_records(planned), out, len(planned), options.filter_workers,
                                     options.validation_fraction, console).as_dict()
         split_counts = {split: _parquet_rows(out / f"{split}.parquet") for split in ("train", "validation")}
     else:
+        filter_stats = None
         split_counts = store.write_splits(planned, options.validation_fraction)
     run = {"backend": backend, "written": len(pending) - failures, "failed": failures, "seconds": round(seconds, 2),
            "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
     if client:
         run["llm"] = client.usage.as_dict() | {"settings": settings.public()}
-    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats)
+    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats) | {"splits_fingerprint": fingerprint}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     write_card(out, pack, options, stats)
     return BuildResult(out, backend, stats)
+
+
+def splits_fingerprint(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: int) -> str:
+    """What the splits depend on: the raw shards, the plan size, the split fraction, filtering on or
+    off, and every pack file the filters read (pack.yaml thresholds, vocabulary, word lists)."""
+    digest = hashlib.sha256(f"{planned}:{options.validation_fraction}:{options.filter}".encode())
+    for shard in store.shards():
+        digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
+    for name in ("pack.yaml", "vocabulary.tsv", "function-words.txt", "names.txt"):
+        digest.update((pack.directory / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _previous_stats(out: Path) -> dict:
+    try:
+        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _parquet_rows(path: Path) -> int:
