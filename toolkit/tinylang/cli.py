@@ -98,12 +98,11 @@ def generate(
 def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str], features: Optional[str],
                      beginning: str) -> str:
     """The pack's instruct rendering: features and words lines, then the story label and beginning."""
-    from .evaluate.run import EvaluateError, infer_lang
-    from .langpack import FEATURES, PackError, load_pack
+    from .langpack import FEATURES, PackError, load_pack, run_language
 
     try:
-        pack = load_pack(lang or infer_lang(run, recipe))
-    except (PackError, EvaluateError) as error:
+        pack = load_pack(lang or run_language(run, recipe))
+    except PackError as error:
         _fail(str(error))
     wanted = [f.strip() for f in (features or "").split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FEATURES]
@@ -344,7 +343,7 @@ def evaluate_command(
 ) -> None:
     """Complete the pack's story beginnings, judge them with an LLM, and measure them."""
     from .checkpoint import CheckpointError
-    from .evaluate.run import EvalOptions, EvaluateError, evaluate
+    from .evaluate.run import EvalOptions, evaluate
     from .langpack import PackError
     from .llm import LLMFatalError
 
@@ -353,7 +352,7 @@ def evaluate_command(
                           judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats, concurrency=concurrency)
     try:
         result = evaluate(options, console=console)
-    except (CheckpointError, PackError, EvaluateError, LLMFatalError) as error:
+    except (CheckpointError, PackError, LLMFatalError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted; judge answers so far are cached, run the same command again", 130)
@@ -401,7 +400,6 @@ def quickstart_command(
     """The whole pipeline offline: build a corpus, train the tiny model, generate, evaluate, report."""
     from .checkpoint import CheckpointError
     from .corpus.build import BuildError
-    from .evaluate.run import EvaluateError
     from .langpack import PackError
     from .quickstart import QuickstartOptions, quickstart
     from .recipe import RecipeError
@@ -411,7 +409,7 @@ def quickstart_command(
                                 judge_model=judge_model, base_url=base_url)
     try:
         result = quickstart(options, console=console)
-    except (PackError, BuildError, RecipeError, TrainError, CheckpointError, EvaluateError, RuntimeError) as error:
+    except (PackError, BuildError, RecipeError, TrainError, CheckpointError, RuntimeError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue where it stopped", 130)

@@ -11,6 +11,7 @@ prompt templates, instruct labels, filter thresholds), ``vocabulary.tsv``, ``fun
 from __future__ import annotations
 
 import csv
+import json
 import os
 import string
 from dataclasses import dataclass
@@ -176,12 +177,6 @@ class LanguagePack:
         """Vocabulary lemmas of one part of speech, in file order."""
         return [entry.lemma for entry in self.vocabulary if entry.pos == pos]
 
-    @cached_property
-    def allowed_words(self) -> frozenset[str]:
-        """Lowercased vocabulary lemmas, function words and names: what a story may use freely."""
-        words = [e.lemma for e in self.vocabulary] + list(self.function_words) + list(self.names)
-        return frozenset(w.lower() for w in words)
-
     @property
     def has_grammar(self) -> bool:
         return (self.directory / "grammar" / "templates.yaml").is_file()
@@ -235,6 +230,15 @@ def _pack_directory(lang: str | Path) -> Path:
         known = ", ".join(available_packs()) or "none"
         raise PackError(f"no language pack {str(lang)!r} (looked for {directory}/pack.yaml; packs here: {known})")
     return directory
+
+
+def run_language(run: str | Path, recipe) -> str:
+    """The pack code of the corpus a run was trained on (build-corpus's stats.json says), for commands
+    whose --lang was left out. ``recipe`` is the run's stored recipe, None for exports."""
+    stats = Path(recipe.data.path) / "stats.json" if recipe is not None else None
+    if stats is not None and stats.is_file():
+        return json.loads(stats.read_text(encoding="utf-8"))["lang"]
+    raise PackError(f"cannot tell the language of {run} (its training corpus has no stats.json): pass --lang")
 
 
 def load_pack(lang: str | Path) -> LanguagePack:

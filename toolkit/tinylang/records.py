@@ -5,7 +5,7 @@ features, or the source story's id for translations), and which model, prompt ve
 parameters produced it, so any corpus can be audited and rebuilt.
 
     record = StoryRecord(id="fi-000001", lang="fi", text="...", source="grammar", mode="generate")
-    append_jsonl(path, [record])
+    handle.write(record_line(record))
 """
 
 from __future__ import annotations
@@ -40,11 +40,6 @@ class StoryRecord(BaseModel):
 
 def record_line(record: StoryRecord) -> str:
     return json.dumps(record.model_dump(exclude_none=True), ensure_ascii=False) + "\n"
-
-
-def append_jsonl(path: Path, records: Iterable[StoryRecord]) -> None:
-    with Path(path).open("a", encoding="utf-8") as handle:
-        handle.writelines(record_line(r) for r in records)
 
 
 def read_jsonl(path: Path) -> Iterator[StoryRecord]:
@@ -94,26 +89,53 @@ def _flat_row(record: StoryRecord) -> dict[str, Any]:
     return row
 
 
+class _ParquetSink:
+    """Rows appended one by one, written to one parquet file in batches of ``batch_rows``."""
+
+    def __init__(self, path: Path, batch_rows: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = _parquet_schema()
+        self.writer = pq.ParquetWriter(str(path), self.schema)
+        self.batch_rows = batch_rows
+        self.batch: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, record: StoryRecord) -> None:
+        self.batch.append(_flat_row(record))
+        if len(self.batch) >= self.batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        self.writer.write_table(pa.Table.from_pylist(self.batch, schema=self.schema))
+        self.count += len(self.batch)
+        self.batch = []
+
+    def close(self) -> int:
+        if self.batch or self.count == 0:  # an empty file still gets the schema
+            self._flush()
+        self.writer.close()
+        return self.count
+
+
 def write_parquet(path: Path, records: Iterable[StoryRecord], batch_rows: int = 10_000) -> int:
     """Stream records into one parquet file (loadable with ``datasets.load_dataset("parquet")``);
     nested fields are JSON strings so the schema never depends on the data. Returns the row count."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    sink = _ParquetSink(path, batch_rows)
+    for record in records:
+        sink.add(record)
+    return sink.close()
 
-    schema = _parquet_schema()
-    count = 0
-    with pq.ParquetWriter(str(path), schema) as writer:
-        batch: list[dict[str, Any]] = []
-        for record in records:
-            batch.append(_flat_row(record))
-            if len(batch) >= batch_rows:
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-                count += len(batch)
-                batch = []
-        if batch or count == 0:
-            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
-            count += len(batch)
-    return count
+
+def write_split_parquets(directory: Path, records: Iterable[StoryRecord], validation: set[str],
+                         batch_rows: int = 10_000) -> dict[str, int]:
+    """``train.parquet`` and ``validation.parquet`` in one pass over ``records``; returns row counts."""
+    sinks = {name: _ParquetSink(Path(directory) / f"{name}.parquet", batch_rows) for name in ("train", "validation")}
+    for record in records:
+        sinks["validation" if record.id in validation else "train"].add(record)
+    return {name: sink.close() for name, sink in sinks.items()}
 
 
 def read_parquet(path: Path) -> Iterator[StoryRecord]:

@@ -5,7 +5,7 @@ and their answers become records like any others (and enter the response cache).
 in the corpus folder remembers what was submitted, so an interrupted build resumes polling the
 batches it already paid for instead of submitting them again.
 
-    failures = run_batch(pack, options, settings, pending, store, progress, client)
+    failures = run_batch(pack, options, pending, store, progress, client)
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ def request_line(settings: LLMSettings, request: StoryRequest, messages: list[di
     return {"custom_id": request.id, "method": "POST", "url": ENDPOINT, "body": body}
 
 
-def run_batch(pack: LanguagePack, options, settings: LLMSettings, pending: list[StoryRequest], store: CorpusStore,
-              progress: BuildProgress, client: LLMClient) -> int:
+def run_batch(pack: LanguagePack, options, pending: list[StoryRequest], store: CorpusStore, progress: BuildProgress,
+              client: LLMClient) -> int:
     """Submit what is pending (minus cached answers and batches in flight), poll, collect; returns failures."""
+    settings = client.settings
     from .build import messages_for, source_language_name, story_record  # build imports this module lazily
 
     api = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=settings.timeout_s, max_retries=5)

@@ -156,9 +156,10 @@ def run_grammar(pack: LanguagePack, options: BuildOptions, pending: list[StoryRe
         progress.advance()
 
 
-async def run_llm(pack: LanguagePack, options: BuildOptions, settings: LLMSettings, pending: list[StoryRequest],
-                  store: CorpusStore, progress: BuildProgress, client: LLMClient) -> int:
+async def run_llm(pack: LanguagePack, options: BuildOptions, pending: list[StoryRequest], store: CorpusStore,
+                  progress: BuildProgress, client: LLMClient) -> int:
     """Keep ``concurrency`` requests in flight; write each story the moment it arrives."""
+    settings = client.settings
     queue = iter(pending)
     failures = 0
     source_language = source_language_name(options.source_lang)
@@ -253,18 +254,18 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
     failures = 0
     client = LLMClient(settings, Path(options.cache) if options.cache else out / "llm-cache.sqlite") if settings else None
     try:
-        with BuildProgress(console, total=len(requests), done=len(requests) - len(pending), settings=settings) as progress:
+        with BuildProgress(console, total=len(requests), done=len(requests) - len(pending)) as progress:
             if backend == "grammar":
                 run_grammar(pack, options, pending, store, progress)
             elif options.batch_api:
                 from .batch import run_batch
 
                 try:
-                    failures = run_batch(pack, options, settings, pending, store, progress, client)
+                    failures = run_batch(pack, options, pending, store, progress, client)
                 finally:
                     asyncio.run(client.aclose())
             else:
-                failures = asyncio.run(_run_with_client(pack, options, settings, pending, store, progress, client))
+                failures = asyncio.run(_run_with_client(pack, options, pending, store, progress, client))
     except LLMFatalError as error:
         raise BuildError(f"{error}. Stories written so far are kept in {out}; rerun to continue.") from None
     finally:
@@ -289,8 +290,7 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
            "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
     if client:
         run["llm"] = client.usage.as_dict() | {"settings": settings.public()}
-    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats) | {"splits_fingerprint": fingerprint}
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats, fingerprint)
     write_card(out, pack, options, stats)
     return BuildResult(out, backend, stats)
 
@@ -319,8 +319,8 @@ def _parquet_rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
-async def _run_with_client(pack, options, settings, pending, store, progress, client) -> int:
+async def _run_with_client(pack, options, pending, store, progress, client) -> int:
     try:
-        return await run_llm(pack, options, settings, pending, store, progress, client)
+        return await run_llm(pack, options, pending, store, progress, client)
     finally:
         await client.aclose()

@@ -37,7 +37,7 @@ def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
 
 
 def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: dict, run: dict,
-                filter_stats: dict | None = None) -> dict:
+                filter_stats: dict | None = None, splits_fingerprint: str | None = None) -> dict:
     wanted = {r.id for r in requests}
     failures_path = out / "failures.jsonl"
     failed_ids = set()
@@ -50,6 +50,7 @@ def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: 
         "missing": len(wanted - written),
         "failed_pending_retry": len((failed_ids & wanted) - written),
         "filter": filter_stats,
+        "splits_fingerprint": splits_fingerprint,
         "last_run": run,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

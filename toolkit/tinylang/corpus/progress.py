@@ -1,6 +1,6 @@
 """The build-corpus progress bar: stories done, rate, tokens, cost so far and ETA.
 
-    with BuildProgress(console, total=1000, done=0, settings=None) as progress:
+    with BuildProgress(console, total=1000, done=0) as progress:
         progress.advance()
 """
 
@@ -11,14 +11,13 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..llm import LLMSettings, UsageStats
+from ..llm import UsageStats
 
 REFRESH_S = 0.2
 
 
 class BuildProgress:
-    def __init__(self, console: Console, total: int, done: int, settings: LLMSettings | None) -> None:
-        self.settings = settings
+    def __init__(self, console: Console, total: int, done: int) -> None:
         self._progress = Progress(
             TextColumn("[bold]stories"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[llm]}"), TimeRemainingColumn(), console=console, transient=False,

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..records import StoryRecord, read_jsonl, record_line, repair_torn_tail, write_parquet
+from ..records import StoryRecord, read_jsonl, record_line, repair_torn_tail, write_split_parquets
 from ..sources import in_validation
 
 SHARD_RECORDS = 50_000
@@ -89,13 +89,15 @@ class CorpusStore:
                     yield record
 
     def write_splits(self, wanted: list[str], validation_fraction: float) -> dict[str, int]:
-        """train.parquet and validation.parquet; a story's split depends only on its id, and a
-        corpus of two or more stories always gets at least one validation story."""
-        validation = {i for i in wanted if in_validation(i, validation_fraction)}
-        if not validation and len(wanted) > 1:
-            validation = {min(wanted, key=lambda i: zlib.crc32(i.encode()))}
-        counts = {}
-        for name in ("train", "validation"):
-            chosen = (r for r in self.final_records(wanted) if (r.id in validation) == (name == "validation"))
-            counts[name] = write_parquet(self.directory / f"{name}.parquet", chosen)
-        return counts
+        """train.parquet and validation.parquet of the wanted stories, in one pass over the shards."""
+        validation = validation_ids(wanted, validation_fraction)
+        return write_split_parquets(self.directory, self.final_records(wanted), validation)
+
+
+def validation_ids(ids: list[str], fraction: float) -> set[str]:
+    """Which stories are held out: decided by the id alone, and a corpus of two or more stories always
+    gets at least one validation story."""
+    validation = {i for i in ids if in_validation(i, fraction)}
+    if not validation and len(ids) > 1:
+        validation = {min(ids, key=lambda i: zlib.crc32(i.encode()))}
+    return validation

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..checkpoint import load_model
 from ..corpus.plan import pack_words, sample_request
-from ..langpack import LanguagePack, load_pack
+from ..langpack import LanguagePack, load_pack, run_language
 from ..llm import LLMClient, LLMSettings
 from ..model import BOS_ID, EOS_ID
 from ..runtime import pick_device
@@ -39,10 +39,6 @@ BOUNDS = {"judge_grammar": (1.0, 10.0), "judge_creativity": (1.0, 10.0), "judge_
 SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "judge_instruction_following",
                    "words", "bytes", "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok",
                    "requested_words_used")
-
-
-class EvaluateError(RuntimeError):
-    """An evaluation that cannot run; the message says why."""
 
 
 @dataclass
@@ -71,15 +67,6 @@ class EvalOptions:
 class EvalResult:
     out: Path
     summary: dict
-
-
-def infer_lang(run: Path, recipe) -> str:
-    """The pack of the run's training corpus (its stats.json says), if the user did not."""
-    if recipe is not None:
-        stats = Path(recipe.data.path) / "stats.json"
-        if stats.is_file():
-            return json.loads(stats.read_text(encoding="utf-8"))["lang"]
-    raise EvaluateError(f"cannot tell the language of {run}: pass --lang")
 
 
 @torch.no_grad()
@@ -131,7 +118,7 @@ async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, item
 def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult:
     console = console or Console(stderr=True)
     model, recipe = load_model(options.run, pick_device(options.device))
-    pack = load_pack(options.lang or infer_lang(options.run, recipe))
+    pack = load_pack(options.lang or run_language(options.run, recipe))
     beginnings = list(pack.eval_beginnings[: options.limit] if options.limit else pack.eval_beginnings)
     out = Path(options.run) / "eval" / options.name
     out.mkdir(parents=True, exist_ok=True)

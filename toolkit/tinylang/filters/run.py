@@ -16,9 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..corpus.store import validation_ids
 from ..langpack import LanguagePack
-from ..records import StoryRecord, read_jsonl, write_parquet
-from ..sources import SPLITS, SourceError, in_validation, iter_source_stories
+from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
+from ..sources import SPLITS, SourceError, iter_source_stories
 from .pipeline import FilterPipeline, FilterStats, Rejection
 
 
@@ -30,7 +31,8 @@ def read_input(location: Path, lang: str) -> Iterator[StoryRecord]:
             yield from read_jsonl(shard)
         return
     if location.is_file() and location.suffix == ".jsonl":
-        first = location.open(encoding="utf-8").readline()
+        with location.open(encoding="utf-8") as handle:
+            first = handle.readline()
         if '"source"' in first and '"lang"' in first:
             yield from read_jsonl(location)
             return
@@ -72,7 +74,7 @@ def run_pipeline(pack: LanguagePack, records, out: Path, total: int | None, work
         counts = {"kept": 0, "seen": 0}
 
         def on_kept(record: StoryRecord) -> None:
-            kept_file.write(json.dumps(record.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
+            kept_file.write(record_line(record))
             counts["kept"] += 1
 
         def on_rejected(rejection: Rejection) -> None:
@@ -83,13 +85,8 @@ def run_pipeline(pack: LanguagePack, records, out: Path, total: int | None, work
             progress.update(task, advance=n, kept=f"{counts['kept']:,} kept ({counts['kept'] / counts['seen']:.1%})")
 
         stats = pipeline.run(records, on_kept, on_rejected, workers=workers, on_progress=on_progress)
-    kept_ids = [r.id for r in read_jsonl(scratch)]
-    validation = {i for i in kept_ids if in_validation(i, validation_fraction)}
-    if not validation and len(kept_ids) > 1:
-        validation = {sorted(kept_ids)[0]}
-    for split in SPLITS:
-        chosen = (r for r in read_jsonl(scratch) if (r.id in validation) == (split == "validation"))
-        write_parquet(out / f"{split}.parquet", chosen)
+    validation = validation_ids([r.id for r in read_jsonl(scratch)], validation_fraction)
+    write_split_parquets(out, read_jsonl(scratch), validation)
     scratch.unlink()
     return stats
 
