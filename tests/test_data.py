@@ -51,6 +51,18 @@ def test_random_batches_are_next_byte_pairs_and_seeded(tmp_path):
     assert torch.equal(ids, again)
 
 
+def test_story_windows_start_at_stories_and_ranks_split_one_draw(tmp_path):
+    path = write_txt(tmp_path / "s.txt", make_stories(100))
+    data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "c")))
+    ids, _ = data.train.random_batch(6, 16, torch.Generator().manual_seed(2), windows="story")
+    assert (ids[:, 0] == BOS_ID).all()
+    assert len(data.train.story_starts()) == data.train.stories
+    whole, _ = data.train.random_batch(6, 16, torch.Generator().manual_seed(3))
+    first, _ = data.train.random_batch(3, 16, torch.Generator().manual_seed(3), part=(0, 2))
+    second, _ = data.train.random_batch(3, 16, torch.Generator().manual_seed(3), part=(1, 2))
+    assert torch.equal(torch.cat([first, second]), whole)
+
+
 def test_fixed_validation_windows_are_stable(tmp_path):
     path = write_txt(tmp_path / "s.txt", make_stories(100))
     data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "c")))

@@ -144,6 +144,9 @@ def test_init_from_starts_from_the_pretrained_weights(recipe_file, tmp_path):
     after, _ = load_model(tuned)
     for (name, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
+    longer = train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'long'}", "model.context_bytes=128"]),
+                   console=Console(quiet=True))
+    assert longer.step == 1  # rotary positions: the same weights fine-tune at a longer context
     with pytest.raises(TrainError, match="different model shape"):
         train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'other'}", "model.global_dim=64"]),
               console=Console(quiet=True))

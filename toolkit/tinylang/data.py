@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class ByteStream:
 
     ids: np.ndarray  # uint16, memory-mapped
     stories: int
+    _story_starts: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -54,13 +55,41 @@ class ByteStream:
     def text_bytes(self) -> int:
         return len(self.ids) - 2 * self.stories
 
-    def random_batch(self, batch: int, length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """``batch`` windows of ``length`` inputs and their next-byte targets, at random offsets."""
+    def random_batch(
+        self,
+        batch: int,
+        length: int,
+        generator: torch.Generator,
+        windows: str = "random",
+        part: tuple[int, int] = (0, 1),
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows of ``length`` inputs and their next-byte targets.
+
+        ``windows="random"`` starts them at any byte; ``"story"`` at the beginning of a random story,
+        so that what opens a story (an instruct request) is always in view. ``part=(rank, world)``
+        draws ``batch * world`` starts, the same on every rank, and builds only this rank's share:
+        under torchrun the ranks together see exactly the batch one process would draw.
+        """
+        rank, world = part
         window = min(length + 1, len(self.ids))
-        starts = torch.randint(0, len(self.ids) - window + 1, (batch,), generator=generator).tolist()
-        rows = np.stack([self.ids[s : s + window] for s in starts]).astype(np.int64)
-        rows = torch.from_numpy(rows)
+        if windows == "story":
+            starts_of_stories = self.story_starts()
+            chosen = torch.randint(0, len(starts_of_stories), (batch * world,), generator=generator)
+            starts = np.minimum(starts_of_stories[chosen.numpy()], len(self.ids) - window).tolist()
+        else:
+            starts = torch.randint(0, len(self.ids) - window + 1, (batch * world,), generator=generator).tolist()
+        mine = starts[rank * batch : (rank + 1) * batch]
+        rows = torch.from_numpy(np.stack([self.ids[s : s + window] for s in mine]).astype(np.int64))
         return rows[:, :-1], rows[:, 1:]
+
+    def story_starts(self) -> np.ndarray:
+        """Offsets of every story's begin id (found once, then kept)."""
+        if self._story_starts is None:
+            starts = [np.flatnonzero(self.ids[i : i + _CHUNK_IDS] == BOS_ID) + i for i in range(0, len(self.ids), _CHUNK_IDS)]
+            self._story_starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+            if len(self._story_starts) == 0:
+                raise SourceError("no story begins in this split (its cache holds no begin-of-story ids)")
+        return self._story_starts
 
     def fixed_batches(self, batches: int, batch: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Evenly spaced validation windows, the same at every evaluation and in every run."""

@@ -33,6 +33,11 @@ class DataConfig(_Section):
         0.05, gt=0.0, lt=1.0, description="Share of stories held out when the source has no validation split."
     )
     cache_dir: str = Field("data/cache", description="Where encoded byte streams are cached (uint16 memmaps).")
+    windows: Literal["random", "story"] = Field(
+        "random",
+        description="Where training windows start: random (any byte) or story (a story's first byte, so "
+        "its opening, such as an instruct request, is always in view; use it for instruct fine-tuning).",
+    )
 
 
 class OptimConfig(_Section):
@@ -59,7 +64,13 @@ class OptimConfig(_Section):
 
 class TrainConfig(_Section):
     batch_size: int = Field(16, ge=1, description="Sequences per micro-batch (per process under torchrun).")
-    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step (per process).")
+    global_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Sequences per optimizer step over all processes. When set, grad_accum_steps is derived as "
+        "global_batch_size / (processes x batch_size), so one recipe trains alike on 1 GPU or 8.",
+    )
     max_steps: int = Field(2000, ge=1, description="Optimizer steps in the whole run.")
     max_minutes: float | None = Field(None, gt=0, description="Stop after this much training time (checkpointed).")
     max_bytes: int | None = Field(None, gt=0, description="Stop after this many training bytes.")
@@ -81,7 +92,7 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     every_steps: int = Field(200, ge=1, description="Steps between validation runs (also at the end).")
-    batches: int = Field(8, ge=1, description="Validation batches (of train.batch_size windows) per evaluation.")
+    batches: int = Field(8, ge=1, description="Validation batches (of train.batch_size windows, per process under torchrun) per evaluation.")
     samples: int = Field(2, ge=0, description="Stories generated at each evaluation.")
     sample_bytes: int = Field(300, ge=1, description="Length of each sample in bytes.")
     sample_prompt: str = Field("", description="Text the samples start from (after the begin-of-story id).")

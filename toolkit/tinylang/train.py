@@ -4,6 +4,10 @@ Built for multi-hour runs on a laptop: atomic checkpoints that resume exactly (s
 uninterrupted run), Ctrl-C that finishes the current step and saves, budgets in steps, bytes or
 minutes, and a progress bar with loss, bits per byte, bytes/s and ETA.
 
+The same loop runs under ``torchrun`` (DistributedDataParallel): every rank draws the same window
+starts and keeps its share of them, so N ranks with batch b see exactly the batch one process with
+batch N*b would see; only rank 0 logs, samples and writes checkpoints.
+
     result = train(load_recipe("recipes/fi-tiny.yaml"), resume=False)
 """
 
@@ -26,9 +30,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
 from .data import ByteData, bits_per_byte, decode_bytes
+from .distributed import Distributed
 from .model import BOS_ID, Megabyte
 from .recipe import OptimConfig, Recipe, recipe_to_yaml
-from .runtime import autocast_context, pick_device, pick_precision
+from .runtime import autocast_context, pick_precision
 
 METRICS_NAME, SAMPLES_NAME, RECIPE_NAME = "metrics.jsonl", "samples.jsonl", "recipe.yaml"
 
@@ -89,17 +94,22 @@ def learning_rate(step: int, optim: OptimConfig) -> float:
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, batches, device: torch.device, dtype: torch.dtype | None) -> float:
-    """Mean next-byte cross-entropy (nats) over fixed validation windows, weighted by target count."""
+def validation_loss(
+    model: torch.nn.Module, batches, device: torch.device, dtype: torch.dtype | None, dist: Distributed | None = None
+) -> float:
+    """Mean next-byte cross-entropy (nats) over fixed validation windows, weighted by target count.
+    Under torchrun each rank takes every N-th batch and the sums are added up."""
+    dist = dist or Distributed(device=device)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for ids, targets in batches:
+    for ids, targets in batches[dist.rank :: dist.world_size]:
         with autocast_context(device, dtype):
             _, loss = model(ids.to(device), targets.to(device))
         n = targets.numel()
         total, count = total + float(loss) * n, count + n
     model.train(was_training)
+    total, count = dist.sum([total, float(count)])
     return total / max(1, count)
 
 
@@ -185,14 +195,50 @@ def _init_weights(model: Megabyte, source: str, recipe: Recipe, console: Console
         pretrained, _ = load_model(source)
     except CheckpointError as error:
         raise TrainError(f"train.init_from: {error}") from None
-    if pretrained.config != recipe.model:
-        raise TrainError(f"train.init_from: {source} has a different model shape than this recipe's model section")
+    ours, theirs = recipe.model.model_dump(), pretrained.config.model_dump()
+    if recipe.model.positions == "rotary":  # rotary tables are not weights: a longer context fine-tunes fine
+        ours.pop("context_bytes"), theirs.pop("context_bytes")
+    if ours != theirs:
+        diffs = ", ".join(f"model.{k}: {theirs[k]!r} there, {v!r} here" for k, v in ours.items() if theirs[k] != v)
+        raise TrainError(f"train.init_from: {source} has a different model shape than this recipe ({diffs})")
     model.load_state_dict(pretrained.state_dict())
     console.print(f"Starting from the weights of {source}")
 
 
+def accumulation_steps(recipe: Recipe, world_size: int) -> int:
+    """Micro-batches per optimizer step on each rank; derived from train.global_batch_size when set."""
+    cfg = recipe.train
+    if cfg.global_batch_size is None:
+        return cfg.grad_accum_steps
+    per_pass = world_size * cfg.batch_size
+    if cfg.global_batch_size % per_pass:
+        raise TrainError(
+            f"train.global_batch_size ({cfg.global_batch_size}) must be a multiple of processes x train.batch_size "
+            f"({world_size} x {cfg.batch_size} = {per_pass})"
+        )
+    steps = cfg.global_batch_size // per_pass
+    if cfg.grad_accum_steps not in (1, steps):
+        raise TrainError(
+            f"train.grad_accum_steps ({cfg.grad_accum_steps}) contradicts train.global_batch_size "
+            f"({cfg.global_batch_size} = {world_size} processes x {cfg.batch_size} x {steps}); set only one"
+        )
+    return steps
+
+
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> TrainResult:
-    console = console or Console()
+    """Train (or resume) the run of ``recipe``; under torchrun, one rank of a data-parallel run."""
+    if cfg_threads := recipe.train.threads:
+        torch.set_num_threads(cfg_threads)
+    dist = Distributed.from_environment(recipe.train.device)
+    try:
+        return _train(recipe, resume, console or Console(), dist)
+    finally:
+        dist.close()
+
+
+def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) -> TrainResult:
+    if not dist.is_main:
+        console = Console(quiet=True)
     cfg, run_dir = recipe.train, Path(recipe.output.dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     if ckpt_path.exists() and not resume:
@@ -204,14 +250,18 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         console.print(f"[yellow]No checkpoint in {run_dir}; starting a new run.")
         resume = False
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = dist.device
     dtype = pick_precision(cfg.precision, device)
+    grad_accum = accumulation_steps(recipe, dist.world_size)
     seed_everything(cfg.seed)
+    if not dist.is_main:
+        dist.barrier()  # let rank 0 encode the data once; the others then map its cache
     data = ByteData.from_config(recipe.data, console)
+    if dist.is_main:
+        dist.barrier()
     context = recipe.model.context_bytes
-    val_batches = data.validation.fixed_batches(recipe.eval.batches, cfg.batch_size, context)
+    # the same windows whatever the number of processes: each rank evaluates every N-th batch
+    val_batches = data.validation.fixed_batches(recipe.eval.batches * dist.world_size, cfg.batch_size, context)
 
     model = Megabyte(recipe.model).to(device)
     optimizer = build_optimizer(model, recipe.optim, device)
@@ -233,21 +283,34 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         np.random.set_state(payload["rng"]["numpy"])
         step, bytes_seen, elapsed_before = payload["step"], payload["bytes_seen"], payload["elapsed_s"]
         val_bpb, train_loss = payload.get("val_bpb"), payload.get("train_loss")
-        for name in (METRICS_NAME, SAMPLES_NAME):
-            _truncate_jsonl(run_dir / name, step)
+        if payload.get("world_size", 1) != dist.world_size:
+            console.print(f"[yellow]Note: the checkpoint was written by {payload.get('world_size', 1)} process(es), "
+                          f"this run has {dist.world_size}; the batch per step changes unless train.global_batch_size is set.")
+        if dist.is_main:
+            for name in (METRICS_NAME, SAMPLES_NAME):
+                _truncate_jsonl(run_dir / name, step)
         console.print(f"Resuming {run_dir} from step {step:,} ({bytes_seen:,} bytes seen)")
     else:
         if cfg.init_from:
             _init_weights(model, cfg.init_from, recipe, console)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for name in (METRICS_NAME, SAMPLES_NAME):
-            (run_dir / name).unlink(missing_ok=True)
-    (run_dir / RECIPE_NAME).write_text(recipe_to_yaml(recipe), encoding="utf-8")
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for name in (METRICS_NAME, SAMPLES_NAME):
+                (run_dir / name).unlink(missing_ok=True)
+    if dist.is_main:
+        (run_dir / RECIPE_NAME).write_text(recipe_to_yaml(recipe), encoding="utf-8")
 
-    forward = torch.compile(model) if cfg.compile else model
-    bytes_per_step = cfg.batch_size * cfg.grad_accum_steps * context
+    wrapped: torch.nn.Module = model
+    if dist.enabled:
+        wrapped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    forward = torch.compile(wrapped) if cfg.compile else wrapped
+    evaluate_with = model if dist.enabled else forward  # DDP's wrapper is for training steps only
+    bytes_per_step = dist.world_size * cfg.batch_size * grad_accum * context
+    processes = f" x {dist.world_size} processes" if dist.enabled else ""
     console.print(
-        f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}"
+        f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}{processes}"
         f" ({'fp32' if dtype is None else str(dtype).removeprefix('torch.')}), {bytes_per_step:,} bytes/step, "
         f"train {data.train.text_bytes:,} bytes in {data.train.stories:,} stories, "
         f"validation {data.validation.text_bytes:,} bytes -> {run_dir}"
@@ -259,6 +322,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         )
 
     def checkpoint() -> None:
+        if not dist.is_main:
+            return
         save_checkpoint(
             ckpt_path,
             {
@@ -272,6 +337,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 "train_loss": train_loss,
                 "val_bpb": val_bpb,
                 "recipe": recipe.model_dump(mode="json"),
+                "world_size": dist.world_size,
                 "rng": {
                     "sampler": sampler.get_state(),
                     "torch": torch.get_rng_state(),
@@ -282,18 +348,22 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             },
         )
 
-    def budget_spent() -> str | None:
-        if step >= cfg.max_steps:
-            return "max_steps"
-        if cfg.max_bytes is not None and bytes_seen >= cfg.max_bytes:
-            return "max_bytes"
-        if cfg.max_minutes is not None and elapsed_before + time.monotonic() - started >= cfg.max_minutes * 60:
-            return "max_minutes"
-        return None
+    def stop_reason(interrupted: bool = False) -> str | None:
+        """Why to stop now, if at all; every rank gets the same answer (clocks and Ctrl-C differ)."""
+        flags = [
+            step >= cfg.max_steps,
+            cfg.max_bytes is not None and bytes_seen >= cfg.max_bytes,
+            cfg.max_minutes is not None and elapsed_before + time.monotonic() - started >= cfg.max_minutes * 60,
+            interrupted,
+        ]
+        if dist.enabled:
+            flags = [value > 0 for value in dist.sum([float(flag) for flag in flags])]
+        return next((name for name, flag in zip(("max_steps", "max_bytes", "max_minutes", "interrupt"), flags) if flag),
+                    None)
 
     started = time.monotonic()
     model.train()
-    stopped_by = budget_spent()
+    stopped_by = stop_reason()
     rate_window: list[tuple[float, int]] = [(started, bytes_seen)]
     bad_steps = 0
     with _StopRequest(console) as stop, _progress(console) as progress:
@@ -304,11 +374,16 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = 0.0
-            for _ in range(cfg.grad_accum_steps):
-                ids, targets = data.train.random_batch(cfg.batch_size, context, sampler)
-                with autocast_context(device, dtype):
-                    _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
-                scaler.scale(loss / cfg.grad_accum_steps).backward()
+            for micro in range(grad_accum):
+                ids, targets = data.train.random_batch(
+                    cfg.batch_size, context, sampler, recipe.data.windows, (dist.rank, dist.world_size)
+                )
+                # DDP averages gradients over ranks on the last micro-batch only.
+                syncing = not dist.enabled or micro == grad_accum - 1
+                with contextlib.nullcontext() if syncing else wrapped.no_sync():
+                    with autocast_context(device, dtype):
+                        _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+                    scaler.scale(loss / grad_accum).backward()
                 loss_sum += float(loss.detach())
             scaler.unscale_(optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip or math.inf))
@@ -323,7 +398,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                      "or use train.precision=fp32")
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            train_loss = loss_sum / cfg.grad_accum_steps
+            train_loss = dist.mean(loss_sum / grad_accum)
             if not math.isfinite(train_loss):
                 raise TrainError(f"step {step}: the loss is {train_loss}; lower optim.lr or use train.precision=fp32")
             bytes_seen += bytes_per_step
@@ -331,7 +406,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             now = time.monotonic()
             rate_window = (rate_window + [(now, bytes_seen)])[-20:]
             rate = (rate_window[-1][1] - rate_window[0][1]) / max(1e-9, rate_window[-1][0] - rate_window[0][0])
-            stopped_by = budget_spent() or ("interrupt" if stop.requested else None)
+            stopped_by = stop_reason(stop.requested)
             evaluate_now = step % recipe.eval.every_steps == 0 or stopped_by is not None
             row: dict[str, Any] | None = None
             if step % cfg.log_every == 0 or evaluate_now:
@@ -339,16 +414,16 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                        "bytes": bytes_seen,
                        "bytes_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + now - started, 2)}
             if evaluate_now:
-                val_loss = validation_loss(forward, val_batches, device, dtype)
+                val_loss = validation_loss(evaluate_with, val_batches, device, dtype, dist)
                 val_bpb = bits_per_byte(val_loss)
                 row |= {"val_loss": round(val_loss, 6), "val_bpb": round(val_bpb, 6)}
-                samples = generate_samples(model, recipe, step, device)
+                samples = generate_samples(model, recipe, step, device) if dist.is_main else []
                 for text in samples:
                     _append_jsonl(run_dir / SAMPLES_NAME, {"step": step, "text": text})
                 progress.console.print(f"step {step:,}: train loss {train_loss:.4f}, val bpb {val_bpb:.4f}")
                 for text in samples[:2]:
                     progress.console.print("  " + _one_line(text, 160), style="dim", highlight=False, markup=False)
-            if row is not None:
+            if row is not None and dist.is_main:
                 _append_jsonl(run_dir / METRICS_NAME, row)
             if step % cfg.checkpoint_every == 0 or stopped_by is not None:
                 checkpoint()
