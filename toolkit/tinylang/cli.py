@@ -113,6 +113,52 @@ def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str
 
 
 @app.command()
+def serve(
+    run: Path = typer.Argument(..., help="Run directory, checkpoint file, or exported folder."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the model to the network."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model id clients send (default: the run folder's name)."),
+    chat_format: str = typer.Option("auto", "--chat-format",
+                                    help="auto (instruct if trained on the instruct column), instruct or story."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels chat uses (default: the corpus's)."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests generated together (continuous batching)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+) -> None:
+    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions
+    (streaming or not). Tokens are bytes: max_tokens counts bytes."""
+    import torch
+
+    from .checkpoint import CheckpointError
+    from .langpack import PackError
+    from .runtime import pick_device
+    from .serve.server import ModelServer, is_loopback
+
+    if chat_format not in ("auto", "instruct", "story"):
+        _fail("--chat-format is auto, instruct or story")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        server = ModelServer.from_run(run, host, port, name, chat_format, lang, max_batch, pick_device(device))
+    except (CheckpointError, PackError, RuntimeError) as error:
+        _fail(str(error))
+    except OSError as error:
+        _fail(f"cannot listen on {host}:{port} ({error})")
+    served = server.served
+    kind = f"instruct ({served.instruct_pack.spec.code} labels)" if served.instruct_pack else "story"
+    console.print(f"Serving [bold]{served.name}[/] ({served.model.num_parameters():,} parameters, {kind} chat) "
+                  f"at {server.url}  (Ctrl-C stops)", highlight=False)
+    if not is_loopback(host):
+        console.print(f"[yellow]Listening on {host}: anyone who can reach this machine can use the model.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("Stopped.")
+    finally:
+        server.server_close()
+
+
+@app.command()
 def export(
     run: Path = typer.Argument(..., help="Run directory (or checkpoint file)."),
     out: Path = typer.Argument(..., help="Folder for model.safetensors, config.json, README.md."),

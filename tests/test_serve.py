@@ -1,0 +1,211 @@
+"""tinylang serve, driven by the real openai client over HTTP: what it answers, that batching never
+changes a seeded answer, streaming, stop sequences, instruct chat, and clear 4xx errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+from tests.conftest import make_stories, recipe_dict, write_txt
+from tinylang.checkpoint import load_model
+from tinylang.generate import complete_story
+from tinylang.langpack import load_pack
+from tinylang.recipe import load_recipe
+from tinylang.serve import ModelServer
+from tinylang.serve.api import ApiError, ChatRequest, chat_prompt
+from tinylang.train import train
+
+MODEL = "tiny"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    from rich.console import Console
+
+    root = tmp_path_factory.mktemp("serve")
+    stories = write_txt(root / "stories.txt", make_stories(300))
+    raw = recipe_dict(stories, root / MODEL, root / "cache")
+    raw["train"] |= {"max_steps": 30, "checkpoint_every": 30}
+    raw["eval"] |= {"every_steps": 30, "samples": 0}
+    (root / "r.yaml").write_text(yaml.safe_dump(raw))
+    train(load_recipe(root / "r.yaml"), console=Console(quiet=True))
+    return root / MODEL
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    server = ModelServer.from_run(run_dir, port=0, max_batch=8)
+    server.start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def client(server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_lists_the_model_and_binds_to_loopback(client, server):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).owned_by == "tinylang"
+    assert server.server_address[0] == "127.0.0.1"
+
+
+def test_greedy_completion_is_what_the_model_generates(client, run_dir):
+    model, _ = load_model(run_dir)
+    expected = complete_story(model, "Tarina 5.", max_bytes=40, temperature=0, top_k=None)
+    answer = client.completions.create(model=MODEL, prompt="Tarina 5.", max_tokens=40, temperature=0)
+    assert answer.choices[0].text == expected
+    assert answer.usage.prompt_tokens == len(b"Tarina 5.")
+    assert answer.usage.completion_tokens == len(expected.encode())
+    assert answer.choices[0].finish_reason == ("length" if len(expected.encode()) == 40 else "stop")
+
+
+def test_max_tokens_counts_bytes_and_seeds_repeat(client):
+    a = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=25, temperature=1.0, seed=7)
+    b = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=25, temperature=1.0, seed=7)
+    assert a.choices[0].text == b.choices[0].text
+    assert a.usage.completion_tokens <= 25
+    two = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=25, n=2, seed=7, echo=True)
+    assert [c.index for c in two.choices] == [0, 1]
+    assert two.choices[0].text == "Tarina" + a.choices[0].text  # choice i uses seed + i
+
+
+def test_streaming_gives_the_same_text_in_pieces(client):
+    answer = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, seed=3)
+    whole = answer.choices[0].text
+    chunks = list(client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, seed=3, stream=True,
+                                            stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == whole and len(chunks) > 2
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].usage == answer.usage
+
+
+def test_stop_sequences_cut_the_answer(client):
+    greedy = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, temperature=0).choices[0].text
+    stop = greedy[20:23]
+    cut = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, temperature=0, stop=[stop, "@@"])
+    assert cut.choices[0].text == greedy[: greedy.index(stop)] and cut.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, temperature=0, stop=stop,
+                                         stream=True)
+    assert "".join(c.choices[0].text for c in streamed) == cut.choices[0].text
+
+
+def test_concurrent_streams_are_batched_and_answers_do_not_change(client, server):
+    def ask(seed: int) -> str:
+        stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"Tarina {seed}"}],
+                                                max_tokens=120, seed=seed, stream=True)
+        return "".join(c.choices[0].delta.content or "" for c in stream)
+
+    alone = {seed: ask(seed) for seed in range(8)}
+    results: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda s=seed: results.__setitem__(s, ask(s))) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == alone
+    assert all(text.startswith(f"Tarina {seed}") for seed, text in alone.items())  # chat: the whole story
+    assert server.served.engine.largest_batch > 1
+
+
+def test_a_vanished_client_frees_its_row(server):
+    request = urllib.request.Request(
+        server.url + "/completions", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"model": MODEL, "prompt": "Tarina", "max_tokens": 10**6, "stream": True}).encode())
+    with urllib.request.urlopen(request) as response:
+        response.readline()
+    deadline = time.monotonic() + 10
+    while server.served.engine.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.served.engine.active == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"temperature": 3}, "temperature"),
+        ({"logprobs": 2}, "logprobs are not supported"),
+        ({"n": 17}, "invalid n"),
+        ({"presence_penalty": 1.0}, "presence_penalty is not supported"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4 stop sequences"),
+        ({"extra_body": {"banana": 1}}, "unrecognized request argument supplied: banana"),
+        ({"prompt": ["a", "b"]}, "one prompt per request"),
+    ],
+)
+def test_bad_completion_requests_are_400(client, kwargs, message):
+    kwargs = {"model": MODEL, "prompt": "Tarina"} | kwargs
+    with pytest.raises(openai.BadRequestError, match=message):
+        client.completions.create(**kwargs)
+
+
+def test_unknown_model_endpoint_and_body_errors(client, server):
+    with pytest.raises(openai.NotFoundError, match="this server has 'tiny'"):
+        client.completions.create(model="gpt-4o", prompt="x")
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model=MODEL, messages=[])
+    with pytest.raises(openai.BadRequestError, match="tools are not supported"):
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                       tools=[{"type": "function", "function": {"name": "f"}}])
+    for path, body, status in [("/embeddings", b"{}", 404), ("/completions", b"{not json", 400),
+                               ("/models", b"{}", 405)]:
+        request = urllib.request.Request(server.url + path, data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request)
+        assert error.value.code == status and "error" in json.loads(error.value.read())
+
+
+def test_instruct_chat_renders_the_pack_request():
+    pack = load_pack("fi")
+    request = ChatRequest(model="m", messages=[
+        {"role": "system", "content": "ignored"},
+        {"role": "user", "content": "Sanat: koira, pallo\nPiirteet: vuoropuhelu, dialogue\nTarina: Olipa kerran"}])
+    prompt, beginning = chat_prompt(request, pack)
+    assert prompt == pack.instruct_text(["koira", "pallo"], ["dialogue", "dialogue"], "Olipa kerran")
+    assert beginning == "Olipa kerran"
+    plain = ChatRequest(model="m", messages=[{"role": "user", "content": "koira, pallo, iloinen"}])
+    assert chat_prompt(plain, pack) == (pack.instruct_text(["koira", "pallo", "iloinen"], [], ""), "")
+    assert chat_prompt(plain, None) == ("koira, pallo, iloinen", "koira, pallo, iloinen")  # story model
+    with pytest.raises(ApiError, match="unknown feature"):
+        chat_prompt(ChatRequest(model="m", messages=[{"role": "user", "content": "features: jazz"}]), pack)
+
+
+def test_instruct_model_chat_over_http(run_dir):
+    server = ModelServer.from_run(run_dir, port=0, chat_format="instruct", lang="fi")
+    server.start_in_thread()
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+        answer = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "words: koira\nstory: Olipa kerran"}], max_tokens=20)
+        assert answer.choices[0].message.content.startswith("Olipa kerran")
+        assert answer.usage.prompt_tokens == len(load_pack("fi").instruct_text(["koira"], [], "Olipa kerran").encode())
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_cli_serves_on_loopback_by_default(run_dir):
+    process = subprocess.Popen([sys.executable, "-m", "tinylang", "serve", str(run_dir), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"})
+    try:
+        line = process.stdout.readline()
+        assert "Serving tiny" in line and "http://127.0.0.1:" in line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "/models") as response:
+            assert json.loads(response.read())["data"][0]["id"] == MODEL
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,10 @@
+"""``tinylang serve``: an OpenAI-compatible server with continuous batching.
+
+    from tinylang.serve import ModelServer
+    ModelServer.from_run("runs/fi-tiny").serve_forever()
+"""
+
+from .engine import Engine, Finished, GenerationRequest
+from .server import ModelServer
+
+__all__ = ["Engine", "Finished", "GenerationRequest", "ModelServer"]

@@ -1,0 +1,192 @@
+"""The generation engine behind ``tinylang serve``: one thread owns the model and batches every
+request in flight (continuous batching), however many HTTP threads wait on it.
+
+Requests join the running batch as soon as they arrive and leave when they stop, so a short answer
+never waits for a long one. Each request keeps its own sampling settings and seed: batching changes
+speed, never the bytes a seeded request gets.
+
+    engine = Engine(model, max_batch=8).start()
+    request = engine.submit(GenerationRequest("Olipa kerran", max_bytes=200, temperature=0.8))
+    for event in request.events():   # text pieces, then one Finished
+        ...
+"""
+
+from __future__ import annotations
+
+import codecs
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from ..model import BOS_ID, EOS_ID, Megabyte, sample_next_byte
+from ..model.batched import RaggedBatch
+
+
+@dataclass
+class Finished:
+    reason: str  # "stop" (end of story or a stop string), "length" (max_bytes) or "error"
+    prompt_bytes: int
+    generated_bytes: int
+    error: str | None = None
+
+
+@dataclass
+class GenerationRequest:
+    """One completion. Text arrives on ``events()`` as decoded pieces, then a ``Finished``."""
+
+    prompt: str
+    max_bytes: int = 256
+    temperature: float = 1.0
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    index: int = 0  # which choice of a multi-choice answer this is; events arrive as (index, event)
+    sink: queue.Queue = field(default_factory=queue.Queue, repr=False)  # may be shared by several requests
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def events(self, timeout: float | None = None):
+        """Yield str pieces until the Finished event, which is yielded last (a sink of its own)."""
+        while True:
+            _, event = self.sink.get(timeout=timeout)
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    def put(self, event: "str | Finished") -> None:
+        self.sink.put((self.index, event))
+
+    def cancel(self) -> None:
+        """The client went away: the engine drops the row at its next step."""
+        self.cancelled.set()
+
+
+class _Row:
+    """A request in the batch: its sampler, its UTF-8 decoder and the text held back because it
+    could be the start of a stop string."""
+
+    def __init__(self, request: GenerationRequest, device: torch.device):
+        self.request = request
+        self.generator = None if request.seed is None else torch.Generator(device=device).manual_seed(request.seed)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        self.generated = 0
+        self.hold = max((len(s) for s in request.stop), default=1) - 1
+        self.prompt_bytes = len(request.prompt.encode("utf-8"))
+
+    def feed(self, byte: int) -> str | None:
+        """Take one new id; return the finish reason when the request is complete."""
+        if byte == EOS_ID:
+            return self.finish("stop")
+        self.generated += 1
+        if byte < 256:  # a begin-of-story id mid-story (an undertrained model) shows as nothing
+            self.pending += self.decoder.decode(bytes([byte]))
+        for stop in self.request.stop:
+            at = self.pending.find(stop)
+            if at >= 0:
+                self.pending = self.pending[:at]
+                return self.finish("stop", flush_decoder=False)
+        ready = len(self.pending) - self.hold
+        if ready > 0:
+            self.request.put(self.pending[:ready])
+            self.pending = self.pending[ready:]
+        if self.generated >= self.request.max_bytes:
+            return self.finish("length")
+        return None
+
+    def finish(self, reason: str, flush_decoder: bool = True) -> str:
+        tail = self.pending + (self.decoder.decode(b"", final=True) if flush_decoder else "")
+        if tail:
+            self.request.put(tail)
+        self.request.put(Finished(reason, self.prompt_bytes, self.generated))
+        return reason
+
+
+class Engine:
+    def __init__(self, model: Megabyte, max_batch: int = 8):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.model, self.max_batch = model.eval(), max_batch
+        self.device = next(model.parameters()).device
+        self._incoming: queue.Queue[GenerationRequest | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tinylang-engine", daemon=True)
+        self._stopping = False
+        self.steps = 0  # batched steps taken (for tests and statistics)
+        self.largest_batch = 0
+        self.active = 0  # requests in the batch now
+
+    def start(self) -> "Engine":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stopping = True
+        self._incoming.put(None)
+        self._thread.join(timeout=10)
+
+    def submit(self, request: GenerationRequest) -> GenerationRequest:
+        if not self._thread.is_alive():
+            raise RuntimeError("the generation engine is not running")
+        self._incoming.put(request)
+        return request
+
+    # -- the engine thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch, rows = RaggedBatch(self.model), []
+        waiting: list[GenerationRequest] = []
+        while not self._stopping:
+            try:
+                self._admit(batch, rows, waiting)
+                if not rows:
+                    continue
+                self._step(batch, rows)
+            except Exception as error:  # never leave a client waiting: fail everything in flight
+                message = f"{type(error).__name__}: {error}"
+                for row in rows:
+                    row.request.put(Finished("error", row.prompt_bytes, row.generated, message))
+                batch, rows = RaggedBatch(self.model), []
+
+    def _admit(self, batch: RaggedBatch, rows: list[_Row], waiting: list[GenerationRequest]) -> None:
+        """Move arrived requests into the batch (blocking only when there is nothing to do)."""
+        block = not rows and not waiting
+        while True:
+            try:
+                item = self._incoming.get(block=block, timeout=None)
+            except queue.Empty:
+                break
+            block = False
+            if item is None:
+                return
+            waiting.append(item)
+        while waiting and len(rows) < self.max_batch:
+            request = waiting.pop(0)
+            if request.cancelled.is_set():
+                continue
+            row = _Row(request, self.device)
+            if request.max_bytes <= 0:
+                row.finish("length")
+                continue
+            ids = torch.tensor([[BOS_ID, *request.prompt.encode("utf-8")]], device=self.device)
+            batch.add(ids)
+            rows.append(row)
+
+    def _step(self, batch: RaggedBatch, rows: list[_Row]) -> None:
+        self.steps += 1
+        self.largest_batch = max(self.largest_batch, len(rows))
+        logits = batch.logits
+        chosen = []
+        for i, row in enumerate(rows):
+            r = row.request
+            chosen.append(sample_next_byte(logits[i : i + 1], r.temperature, r.top_k, r.top_p, row.generator))
+        new_bytes = torch.cat(chosen)
+        done = [i for i, (row, byte) in enumerate(zip(rows, new_bytes.tolist()))
+                if row.request.cancelled.is_set() or row.feed(byte) is not None]
+        if len(done) < len(rows):
+            batch.advance(new_bytes)
+        batch.remove(done)
+        for i in reversed(done):
+            rows.pop(i)
+        self.active = len(rows)

@@ -1,0 +1,295 @@
+"""``tinylang serve``: an OpenAI-compatible HTTP server for a trained run, standard library only.
+
+One thread per connection parses and answers; one engine thread owns the model and batches every
+request in flight. Streams are server-sent events, as OpenAI's clients expect.
+
+    server = ModelServer.from_run("runs/fi-tiny", host="127.0.0.1", port=8000)
+    server.serve_forever()
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_model
+from ..langpack import LanguagePack, load_pack, run_language
+from ..model import Megabyte
+from . import api
+from .engine import Engine, Finished, GenerationRequest
+
+MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass
+class ServedModel:
+    name: str
+    model: Megabyte
+    engine: Engine
+    instruct_pack: LanguagePack | None  # set for instruct models: chat renders their request format
+    created: int
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, served: ServedModel, host: str = "127.0.0.1", port: int = 8000):
+        self.served = served
+        super().__init__((host, port), _Handler)
+
+    @classmethod
+    def from_run(
+        cls,
+        run: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        name: str | None = None,
+        chat_format: str = "auto",
+        lang: str | None = None,
+        max_batch: int = 8,
+        device: torch.device | str = "cpu",
+    ) -> "ModelServer":
+        """Load a run (or checkpoint or export) and start its engine. ``chat_format``: ``auto``
+        (instruct when the run trained on the instruct column), ``instruct`` or ``story``."""
+        model, recipe = load_model(run, device)
+        instruct = chat_format == "instruct" or (
+            chat_format == "auto" and recipe is not None and recipe.data.text_column == "instruct"
+        )
+        pack = load_pack(lang or run_language(run, recipe)) if instruct else None
+        served = ServedModel(name or Path(run).name, model, Engine(model, max_batch).start(), pack, int(time.time()))
+        return cls(served, host, port)
+
+    def server_close(self) -> None:
+        self.served.engine.close()
+        super().server_close()
+
+    def start_in_thread(self) -> threading.Thread:
+        """Serve from a background thread (tests, notebooks); stop with shutdown() + server_close()."""
+        thread = threading.Thread(target=self.serve_forever, name="tinylang-serve", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+
+def _coalesced(sink: queue.Queue) -> list[tuple[int, "str | Finished"]]:
+    """Wait for the next event, then take whatever else has arrived, joining the text pieces of
+    each choice: a client that reads slower than the model gets fewer, larger events."""
+    events = [sink.get()]
+    while True:
+        try:
+            events.append(sink.get_nowait())
+        except queue.Empty:
+            break
+    merged: list[tuple[int, str | Finished]] = []
+    text: dict[int, str] = {}
+    for index, event in events:
+        if isinstance(event, str):
+            text[index] = text.get(index, "") + event
+            continue
+        if text.get(index):
+            merged.append((index, text.pop(index)))
+        merged.append((index, event))
+    return [(index, piece) for index, piece in text.items() if piece] + merged
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ModelServer
+    quiet = True
+
+    def setup(self) -> None:
+        super().setup()
+        # Stream events are small writes: without this, Nagle's algorithm holds each for up to 40 ms.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # access log off; errors still go to stderr
+        if not self.quiet:
+            super().log_message(format, *args)
+
+    # -- routing ----------------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch({"/v1/models": self._models}, "GET")
+
+    def do_POST(self) -> None:
+        self._dispatch({"/v1/completions": self._completions, "/v1/chat/completions": self._chat}, "POST")
+
+    def _dispatch(self, routes: dict, method: str) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        served = self.server.served
+        try:
+            if path.startswith("/v1/models/") and method == "GET":
+                model_id = path.removeprefix("/v1/models/")
+                if model_id != served.name:
+                    raise api.ApiError(404, f"the model {model_id!r} does not exist; this server has {served.name!r}",
+                                       "model", "model_not_found")
+                return self._json(200, self._model_card())
+            handler = routes.get(path)
+            if handler is None:
+                known = {"/v1/models", "/v1/completions", "/v1/chat/completions"}
+                if path in known:
+                    raise api.ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
+                raise api.ApiError(404, f"unknown endpoint {path}; this server has {', '.join(sorted(known))}",
+                                   code="not_found")
+            handler()
+        except api.ApiError as error:
+            self._json(error.status, error.body())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    # -- endpoints --------------------------------------------------------------------------------
+
+    def _model_card(self) -> dict:
+        s = self.server.served
+        return {"id": s.name, "object": "model", "created": s.created, "owned_by": "tinylang"}
+
+    def _models(self) -> None:
+        self._json(200, {"object": "list", "data": [self._model_card()]})
+
+    def _completions(self) -> None:
+        request = api.parse_request(api.CompletionRequest, self._body())
+        self._check_model(request.model)
+        prefix = request.text if request.echo else ""
+        self._answer(request, request.text, prefix, chat=False)
+
+    def _chat(self) -> None:
+        request = api.parse_request(api.ChatRequest, self._body())
+        self._check_model(request.model)
+        prompt, beginning = api.chat_prompt(request, self.server.served.instruct_pack)
+        self._answer(request, prompt, beginning, chat=True)
+
+    def _check_model(self, name: str) -> None:
+        served = self.server.served.name
+        if name != served:
+            raise api.ApiError(404, f"the model {name!r} does not exist; this server has {served!r}", "model",
+                               "model_not_found")
+
+    # -- generation -------------------------------------------------------------------------------
+
+    def _answer(self, request, prompt: str, prefix: str, chat: bool) -> None:
+        sink: queue.Queue = queue.Queue()
+        temperature = request.temperature
+        top_p = request.top_p if request.top_p < 1.0 else None
+        jobs = [
+            GenerationRequest(prompt, request.byte_budget, temperature, top_p, request.top_k, request.stops,
+                              None if request.seed is None else request.seed + i, index=i, sink=sink)
+            for i in range(request.n)
+        ]
+        for job in jobs:
+            self.server.served.engine.submit(job)
+        try:
+            if request.stream:
+                self._stream(request, jobs, sink, prefix, chat)
+            else:
+                self._collect(request, jobs, sink, prefix, chat)
+        finally:
+            for job in jobs:
+                job.cancel()  # a no-op for finished jobs; frees the batch row of a vanished client
+
+    def _collect(self, request, jobs, sink, prefix: str, chat: bool) -> None:
+        texts, reasons = [prefix] * len(jobs), [""] * len(jobs)
+        prompt_bytes, generated, pending = 0, 0, len(jobs)
+        while pending:
+            index, event = sink.get()
+            if isinstance(event, Finished):
+                self._raise_on_error(event)
+                reasons[index], pending = event.reason, pending - 1
+                prompt_bytes, generated = event.prompt_bytes, generated + event.generated_bytes
+            else:
+                texts[index] += event
+        use = api.usage(prompt_bytes, generated)
+        build = api.chat_body if chat else api.completion_body
+        self._json(200, build(api.new_id("chatcmpl" if chat else "cmpl"), request.model, texts, reasons, use))
+
+    def _stream(self, request, jobs, sink, prefix: str, chat: bool) -> None:
+        answer_id, model = api.new_id("chatcmpl" if chat else "cmpl"), request.model
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def piece(index: int, text: str, reason: str | None = None, first: bool = False) -> dict:
+            if not chat:
+                return api.completion_chunk(answer_id, model, index, text, reason)
+            delta = ({"role": "assistant"} if first else {}) | ({"content": text} if text or first else {})
+            return api.chat_chunk(answer_id, model, index, delta, reason)
+
+        for job in jobs:
+            if chat or prefix:
+                self._event(piece(job.index, prefix, first=True))
+        prompt_bytes, generated, pending = 0, 0, len(jobs)
+        while pending:
+            for index, event in _coalesced(sink):
+                if isinstance(event, Finished):
+                    if event.reason == "error":
+                        self._event({"error": {"message": event.error, "type": "server_error"}})
+                        return
+                    self._event(piece(index, "", event.reason))
+                    pending -= 1
+                    prompt_bytes, generated = event.prompt_bytes, generated + event.generated_bytes
+                else:
+                    self._event(piece(index, event))
+        if request.stream_options is not None and request.stream_options.include_usage:
+            kind = "chat.completion.chunk" if chat else "text_completion"
+            self._event(api.usage_chunk(answer_id, model, kind, api.usage(prompt_bytes, generated)))
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+    @staticmethod
+    def _raise_on_error(event: Finished) -> None:
+        if event.reason == "error":
+            raise api.ApiError(500, f"generation failed: {event.error}", kind="server_error")
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise api.ApiError(400, "invalid Content-Length") from None
+        if length > MAX_BODY_BYTES:
+            raise api.ApiError(413, f"request body over {MAX_BODY_BYTES:,} bytes")
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise api.ApiError(400, f"the request body is not valid JSON ({error})") from None
+
+    def _json(self, status: int, body: dict) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status >= 400:  # the body may be unread: do not reuse the connection
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _event(self, body: dict) -> None:
+        self.wfile.write(b"data: " + json.dumps(body, ensure_ascii=False).encode("utf-8") + b"\n\n")
+        self.wfile.flush()
