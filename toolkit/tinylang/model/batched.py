@@ -73,11 +73,15 @@ class RaggedBatch:
             saved = [(cache.previous_attn_in, cache.previous_mlp_in) for cache in self.global_caches]
             positions = torch.where(completing, s // P, s // P + 1).clamp(max=c.max_patches - 1)
             g = m.global_model.decode(m._embed_patches(patches)[:, 0], self.global_caches, positions)
-            keep_old = ~completing[:, None]
-            for cache, (attn_in, mlp_in) in zip(self.global_caches, saved):
-                cache.previous_attn_in = torch.where(keep_old, attn_in, cache.previous_attn_in)
-                cache.previous_mlp_in = torch.where(keep_old, mlp_in, cache.previous_mlp_in)
-            self.cond = torch.where(keep_old[:, :, None], self.cond, m._local_conditioning(g[:, None])[:, 0])
+            cond = m._local_conditioning(g[:, None])[:, 0]
+            if bool(completing.all()):
+                self.cond = cond
+            else:
+                keep_old = ~completing[:, None]
+                for cache, (attn_in, mlp_in) in zip(self.global_caches, saved):
+                    cache.previous_attn_in = torch.where(keep_old, attn_in, cache.previous_attn_in)
+                    cache.previous_mlp_in = torch.where(keep_old, mlp_in, cache.previous_mlp_in)
+                self.cond = torch.where(keep_old[:, :, None], self.cond, cond)
             for cache in self.local_caches:  # a fresh patch: no previous byte inside it
                 cache.previous_attn_in = cache.previous_attn_in.masked_fill(completing[:, None], 0.0)
                 cache.previous_mlp_in = cache.previous_mlp_in.masked_fill(completing[:, None], 0.0)

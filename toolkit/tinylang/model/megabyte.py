@@ -205,16 +205,17 @@ class Block(nn.Module):
         h = F.rms_norm(token_shift_step(x, cache.previous_attn_in), (D,), self.attn_norm.weight, self.attn_norm.eps)
         cache.previous_attn_in = x
         qkv = F.linear(h, a.qkv.weight).view(B, 3, a.heads, a.head_dim)
-        if positions is None:
-            pos = cache.length
+        if positions is None or B == 1:  # one position for the whole batch: plain slices
+            pos = cache.length if positions is None else int(positions[0])
             qk = qkv[:, :2] if rotary is None else rotary.at(qkv[:, :2], pos)
             cache.k[:, :, pos], cache.v[:, :, pos] = qk[:, 1], qkv[:, 2]
             cache.length = pos + 1
             y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1])
         else:
             qk = qkv[:, :2] if rotary is None else rotary.at(qkv[:, :2], positions)
-            rows = torch.arange(B, device=x.device)
-            cache.k[rows, :, positions], cache.v[rows, :, positions] = qk[:, 1], qkv[:, 2]
+            where = positions.view(B, 1, 1, 1).expand(B, a.heads, 1, a.head_dim)
+            cache.k.scatter_(2, where, qk[:, 1, :, None])
+            cache.v.scatter_(2, where, qkv[:, 2, :, None])
             span = int(positions.max()) + 1
             visible = torch.arange(span, device=x.device) <= positions[:, None]  # (batch, span)
             y = F.scaled_dot_product_attention(

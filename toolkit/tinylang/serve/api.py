@@ -52,6 +52,7 @@ class _Sampling(BaseModel):
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1, description="tinylang extension: sample from the k likeliest bytes.")
+    ignore_eos: bool = Field(False, description="tinylang extension (as vLLM's): generate past the end of the story.")
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None

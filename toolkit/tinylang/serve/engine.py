@@ -43,6 +43,7 @@ class GenerationRequest:
     top_k: int | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    ignore_eos: bool = False  # keep going past the end of the story (benchmarks), as vLLM's option
     index: int = 0  # which choice of a multi-choice answer this is; events arrive as (index, event)
     sink: queue.Queue = field(default_factory=queue.Queue, repr=False)  # may be shared by several requests
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -78,10 +79,10 @@ class _Row:
 
     def feed(self, byte: int) -> str | None:
         """Take one new id; return the finish reason when the request is complete."""
-        if byte == EOS_ID:
+        if byte == EOS_ID and not self.request.ignore_eos:
             return self.finish("stop")
         self.generated += 1
-        if byte < 256:  # a begin-of-story id mid-story (an undertrained model) shows as nothing
+        if byte < 256:  # special ids (a begin-of-story mid-story, an ignored end) show as nothing
             self.pending += self.decoder.decode(bytes([byte]))
         for stop in self.request.stop:
             at = self.pending.find(stop)
@@ -173,15 +174,29 @@ class Engine:
             batch.add(ids)
             rows.append(row)
 
+    @staticmethod
+    def _sample(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+        """One id per row. Rows with a seed draw from their own generator, so what they get never
+        depends on their neighbours; unseeded rows with the same settings are sampled in one call."""
+        chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        groups: dict[tuple, list[int]] = {}
+        for i, row in enumerate(rows):
+            r = row.request
+            if row.generator is not None:
+                chosen[i] = sample_next_byte(logits[i : i + 1], r.temperature, r.top_k, r.top_p, row.generator)[0]
+            else:
+                groups.setdefault((r.temperature, r.top_k, r.top_p), []).append(i)
+        for (temperature, top_k, top_p), members in groups.items():
+            if len(members) == len(rows):
+                return sample_next_byte(logits, temperature, top_k, top_p)
+            index = torch.tensor(members, device=logits.device)
+            chosen[index] = sample_next_byte(logits[index], temperature, top_k, top_p)
+        return chosen
+
     def _step(self, batch: RaggedBatch, rows: list[_Row]) -> None:
         self.steps += 1
         self.largest_batch = max(self.largest_batch, len(rows))
-        logits = batch.logits
-        chosen = []
-        for i, row in enumerate(rows):
-            r = row.request
-            chosen.append(sample_next_byte(logits[i : i + 1], r.temperature, r.top_k, r.top_p, row.generator))
-        new_bytes = torch.cat(chosen)
+        new_bytes = self._sample(batch.logits, rows)
         done = [i for i, (row, byte) in enumerate(zip(rows, new_bytes.tolist()))
                 if row.request.cancelled.is_set() or row.feed(byte) is not None]
         if len(done) < len(rows):

@@ -194,7 +194,7 @@ class _Handler(BaseHTTPRequestHandler):
         top_p = request.top_p if request.top_p < 1.0 else None
         jobs = [
             GenerationRequest(prompt, request.byte_budget, temperature, top_p, request.top_k, request.stops,
-                              None if request.seed is None else request.seed + i, index=i, sink=sink)
+                              None if request.seed is None else request.seed + i, request.ignore_eos, index=i, sink=sink)
             for i in range(request.n)
         ]
         for job in jobs:
