@@ -27,6 +27,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_positions.py --out docs/bench-positions.json
 	$(BIN)/python benchmarks/bench_corpus.py --out docs/bench-corpus.json
 	$(BIN)/python benchmarks/bench_filter.py --out docs/bench-filter.json
+	$(BIN)/python benchmarks/bench_serve.py --out docs/bench-serve.json
 
 clean:
 	rm -rf runs/quickstart-fi runs/demo-fi-tiny data/fi-generate .pytest_cache

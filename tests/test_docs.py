@@ -46,7 +46,8 @@ def test_readme_python_example_runs(tmp_path):
 
 
 @pytest.mark.parametrize("command_name,page_name", [("build-corpus", "build-corpus.md"), ("filter", "filter.md"),
-                                                    ("evaluate", "evaluate.md"), ("compare", "evaluate.md")])
+                                                    ("evaluate", "evaluate.md"), ("compare", "evaluate.md"),
+                                                    ("serve", "serve.md")])
 def test_every_corpus_command_option_is_documented(command_name, page_name):
     import click
     import typer.main

@@ -94,7 +94,8 @@ class _Row:
             self.request.put(self.pending[:ready])
             self.pending = self.pending[ready:]
         if self.generated >= self.request.max_bytes:
-            return self.finish("length")
+            # a character cut by the byte budget is dropped, not shown as U+FFFD
+            return self.finish("length", flush_decoder=False)
         return None
 
     def finish(self, reason: str, flush_decoder: bool = True) -> str:
