@@ -142,6 +142,25 @@ def test_instruct_evaluation_requests_words_and_grades_instruction_following(tin
     summary = result.summary
     assert summary["instruct"] and summary["metrics"]["judge_instruction_following"]["mean"] == 2
     assert 0 <= summary["metrics"]["requested_words_used"]["mean"] <= 1
+    assert summary["requested_words_from"] == "pack vocabulary"  # a .txt corpus: not the grammar's
+
+
+def test_instruct_requests_follow_the_grammar_lexicon_for_grammar_corpora(tmp_path):
+    from tinylang.corpus.plan import grammar_words
+    from tinylang.evaluate.run import instruct_requests, request_words_source
+    from tinylang.langpack import load_pack
+    from tinylang.recipe import recipe_from_dict
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "stats.json").write_text(json.dumps({"lang": "fi", "corpus": {"sources": {"grammar": 100}}}))
+    recipe = recipe_from_dict({"data": {"path": str(corpus)}, "model": {}, "output": {"dir": str(tmp_path / "r")}})
+    assert request_words_source(recipe) == "grammar"
+    pack = load_pack("fi")
+    lexicon = {w for words in grammar_words(pack).values() for w in words}
+    assert all(set(words) <= lexicon for words, _ in instruct_requests(pack, 30, 0, "grammar"))
+    (corpus / "stats.json").write_text(json.dumps({"lang": "fi", "corpus": {"sources": {"grammar": 5, "llm": 5}}}))
+    assert request_words_source(recipe) == "pack"
 
 
 def test_requested_words_are_counted_after_lemmatisation():

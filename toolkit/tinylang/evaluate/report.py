@@ -29,7 +29,9 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
         f"# Evaluation `{summary['name']}` of `{summary['run']}` ({pack.name})",
         "",
         f"{summary['completions']:,} completions: {summary['beginnings']} story beginnings x {summary['samples']} samples, "
-        f"temperature {summary['temperature']}, at most {summary['max_bytes']} bytes, seed {summary['seed']}.",
+        f"temperature {summary['temperature']}, at most {summary['max_bytes']} bytes, seed {summary['seed']}."
+        + (f" Instruct requests: three words from the {summary['requested_words_from']} and 0-3 features per "
+           "beginning." if summary.get("requested_words_from") else ""),
         "",
         "| metric | mean | 95% interval | n |",
         "|---|---:|---:|---:|",

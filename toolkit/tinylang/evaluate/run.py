@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..checkpoint import load_model
-from ..corpus.plan import pack_words, sample_request
+from ..corpus.plan import grammar_words, pack_words, sample_request
 from ..langpack import LanguagePack, load_pack, run_language
 from ..llm import LLMClient, LLMSettings
 from ..model import BOS_ID, EOS_ID
@@ -99,9 +99,22 @@ def judge_settings(options: EvalOptions) -> LLMSettings | None:
                                max_tokens=400)
 
 
-def instruct_requests(pack: LanguagePack, count: int, seed: int) -> list[tuple[list[str], list[str]]]:
+def request_words_source(recipe) -> str:
+    """Where requested words come from: the story grammar's lexicon when the run's corpus was written
+    by the grammar (it never asked for other words, so asking for them measures nothing), otherwise
+    the pack's whole vocabulary, as the LLM backend samples it."""
+    stats = Path(recipe.data.path) / "stats.json" if recipe is not None else None
+    if stats is not None and stats.is_file():
+        sources = json.loads(stats.read_text(encoding="utf-8")).get("corpus", {}).get("sources", {})
+        if sources and set(sources) == {"grammar"}:
+            return "grammar"
+    return "pack"
+
+
+def instruct_requests(pack: LanguagePack, count: int, seed: int, source: str = "pack"
+                      ) -> list[tuple[list[str], list[str]]]:
     """Seeded words and features for each beginning, as build-corpus samples them."""
-    words = pack_words(pack)
+    words = grammar_words(pack) if source == "grammar" else pack_words(pack)
     requests = [sample_request(i, pack.code, seed, words) for i in range(count)]
     return [(list(r.words.values()), list(r.features)) for r in requests]
 
@@ -123,7 +136,9 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     out = Path(options.run) / "eval" / options.name
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    requests = instruct_requests(pack, len(beginnings), options.seed) if options.instruct else [None] * len(beginnings)
+    words_source = request_words_source(recipe) if options.instruct else None
+    requests = (instruct_requests(pack, len(beginnings), options.seed, words_source) if options.instruct
+                else [None] * len(beginnings))
     prompts = [b.text if r is None else pack.instruct_text(r[0], r[1], b.text) for b, r in zip(beginnings, requests)]
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as bar:
@@ -174,6 +189,8 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     summary = summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage,
                         time.perf_counter() - started)
     summary["parameters"] = model.num_parameters()
+    if words_source is not None:
+        summary["requested_words_from"] = "story grammar lexicon" if words_source == "grammar" else "pack vocabulary"
     summary["training_bytes"] = training_bytes(Path(options.run))
     write_outputs(out, judged_rows, summary)
     write_report(out / "report.md", summary, judged_rows, pack)
