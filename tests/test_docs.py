@@ -37,7 +37,7 @@ def test_every_recipe_key_is_documented():
 
 def test_readme_python_example_runs(tmp_path):
     readme = (ROOT / "README.md").read_text()
-    code = readme.split("```python", 1)[1].split("```", 1)[0]
+    code = readme.split("## Library", 1)[1].split("```python", 1)[1].split("```", 1)[0]
     shutil.copytree(ROOT / "recipes", tmp_path / "recipes")
     shutil.copytree(ROOT / "corpora", tmp_path / "corpora")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
