@@ -45,7 +45,10 @@ class RaggedBatch:
 
     def remove(self, rows: list[int]) -> None:
         """Drop these rows; the others keep their order."""
-        keep = [r for r in range(len(self)) if r not in set(rows)]
+        if not rows:
+            return
+        gone = set(rows)
+        keep = [r for r in range(len(self)) if r not in gone]
         self.history = [self.history[r] for r in keep]
         if not keep:
             self.__init__(self.model)
