@@ -86,6 +86,14 @@ def test_max_tokens_counts_bytes_and_seeds_repeat(client):
     assert two.choices[0].text == "Tarina" + a.choices[0].text  # choice i uses seed + i
 
 
+def test_several_prompts_answer_in_openai_order(client):
+    many = client.completions.create(model=MODEL, prompt=["Tarina 1", "Tarina 2"], n=2, max_tokens=20, seed=5)
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    alone = client.completions.create(model=MODEL, prompt="Tarina 2", n=2, max_tokens=20, seed=5)
+    assert [c.text for c in many.choices[2:]] == [c.text for c in alone.choices]
+    assert many.usage.prompt_tokens == 16 and alone.usage.prompt_tokens == 8
+
+
 def test_streaming_gives_the_same_text_in_pieces(client):
     answer = client.completions.create(model=MODEL, prompt="Tarina", max_tokens=60, seed=3)
     whole = answer.choices[0].text
@@ -146,7 +154,8 @@ def test_a_vanished_client_frees_its_row(server):
         ({"presence_penalty": 1.0}, "presence_penalty is not supported"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4 stop sequences"),
         ({"extra_body": {"banana": 1}}, "unrecognized request argument supplied: banana"),
-        ({"prompt": ["a", "b"]}, "one prompt per request"),
+        ({"prompt": []}, "must not be an empty list"),
+        ({"prompt": ["a"] * 9, "n": 8}, "at most 64 per request"),
     ],
 )
 def test_bad_completion_requests_are_400(client, kwargs, message):

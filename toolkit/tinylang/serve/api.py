@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..langpack import FEATURES, LanguagePack
 
 DEFAULT_MAX_BYTES = 512
+MAX_CHOICES = 64  # prompts x n in one request
 
 
 class ApiError(Exception):
@@ -107,12 +108,15 @@ class CompletionRequest(_Sampling):
             raise ApiError(400, "suffix (insertion) is not supported by tinylang serve", "suffix")
         if self.best_of not in (None, 1):
             raise ApiError(400, "best_of is not supported by tinylang serve", "best_of")
-        if isinstance(self.prompt, list) and len(self.prompt) != 1:
-            raise ApiError(400, "send one prompt per request (a list with exactly one string)", "prompt")
+        if not self.prompts:
+            raise ApiError(400, "prompt must not be an empty list", "prompt")
+        if len(self.prompts) * self.n > MAX_CHOICES:
+            raise ApiError(400, f"prompts x n is {len(self.prompts) * self.n}; at most {MAX_CHOICES} per request", "n")
 
     @property
-    def text(self) -> str:
-        return self.prompt[0] if isinstance(self.prompt, list) else self.prompt
+    def prompts(self) -> list[str]:
+        """Every prompt; choice ``p * n + i`` answers prompt p (OpenAI's order)."""
+        return self.prompt if isinstance(self.prompt, list) else [self.prompt]
 
 
 class ContentPart(BaseModel):

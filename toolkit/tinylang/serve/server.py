@@ -171,14 +171,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _completions(self) -> None:
         request = api.parse_request(api.CompletionRequest, self._body())
         self._check_model(request.model)
-        prefix = request.text if request.echo else ""
-        self._answer(request, request.text, prefix, chat=False)
+        self._answer(request, [(text, text if request.echo else "") for text in request.prompts], chat=False)
 
     def _chat(self) -> None:
         request = api.parse_request(api.ChatRequest, self._body())
         self._check_model(request.model)
-        prompt, beginning = api.chat_prompt(request, self.server.served.instruct_pack)
-        self._answer(request, prompt, beginning, chat=True)
+        self._answer(request, [api.chat_prompt(request, self.server.served.instruct_pack)], chat=True)
 
     def _check_model(self, name: str) -> None:
         served = self.server.served.name
@@ -188,42 +186,46 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- generation -------------------------------------------------------------------------------
 
-    def _answer(self, request, prompt: str, prefix: str, chat: bool) -> None:
+    def _answer(self, request, prompts: list[tuple[str, str]], chat: bool) -> None:
+        """Generate n choices for each (prompt, text the answer starts with); choice p * n + i answers
+        prompt p with seed + i, so an answer does not depend on the prompts beside it."""
         sink: queue.Queue = queue.Queue()
-        temperature = request.temperature
         top_p = request.top_p if request.top_p < 1.0 else None
         jobs = [
-            GenerationRequest(prompt, request.byte_budget, temperature, top_p, request.top_k, request.stops,
-                              None if request.seed is None else request.seed + i, request.ignore_eos, index=i, sink=sink)
-            for i in range(request.n)
+            GenerationRequest(prompt, request.byte_budget, request.temperature, top_p, request.top_k, request.stops,
+                              None if request.seed is None else request.seed + i, request.ignore_eos,
+                              index=p * request.n + i, sink=sink)
+            for p, (prompt, _) in enumerate(prompts) for i in range(request.n)
         ]
+        prefixes = [prefix for _, prefix in prompts for _ in range(request.n)]
+        prompt_bytes = sum(len(prompt.encode("utf-8")) for prompt, _ in prompts)
         for job in jobs:
             self.server.served.engine.submit(job)
         try:
             if request.stream:
-                self._stream(request, jobs, sink, prefix, chat)
+                self._stream(request, jobs, sink, prefixes, prompt_bytes, chat)
             else:
-                self._collect(request, jobs, sink, prefix, chat)
+                self._collect(request, jobs, sink, prefixes, prompt_bytes, chat)
         finally:
             for job in jobs:
                 job.cancel()  # a no-op for finished jobs; frees the batch row of a vanished client
 
-    def _collect(self, request, jobs, sink, prefix: str, chat: bool) -> None:
-        texts, reasons = [prefix] * len(jobs), [""] * len(jobs)
-        prompt_bytes, generated, pending = 0, 0, len(jobs)
+    def _collect(self, request, jobs, sink, prefixes: list[str], prompt_bytes: int, chat: bool) -> None:
+        texts, reasons = list(prefixes), [""] * len(jobs)
+        generated, pending = 0, len(jobs)
         while pending:
             index, event = sink.get()
             if isinstance(event, Finished):
                 self._raise_on_error(event)
                 reasons[index], pending = event.reason, pending - 1
-                prompt_bytes, generated = event.prompt_bytes, generated + event.generated_bytes
+                generated += event.generated_bytes
             else:
                 texts[index] += event
         use = api.usage(prompt_bytes, generated)
         build = api.chat_body if chat else api.completion_body
         self._json(200, build(api.new_id("chatcmpl" if chat else "cmpl"), request.model, texts, reasons, use))
 
-    def _stream(self, request, jobs, sink, prefix: str, chat: bool) -> None:
+    def _stream(self, request, jobs, sink, prefixes: list[str], prompt_bytes: int, chat: bool) -> None:
         answer_id, model = api.new_id("chatcmpl" if chat else "cmpl"), request.model
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -239,9 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
             return api.chat_chunk(answer_id, model, index, delta, reason)
 
         for job in jobs:
-            if chat or prefix:
-                self._event(piece(job.index, prefix, first=True))
-        prompt_bytes, generated, pending = 0, 0, len(jobs)
+            if chat or prefixes[job.index]:
+                self._event(piece(job.index, prefixes[job.index], first=True))
+        generated, pending = 0, len(jobs)
         while pending:
             for index, event in _coalesced(sink):
                 if isinstance(event, Finished):
@@ -250,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
                         return
                     self._event(piece(index, "", event.reason))
                     pending -= 1
-                    prompt_bytes, generated = event.prompt_bytes, generated + event.generated_bytes
+                    generated += event.generated_bytes
                 else:
                     self._event(piece(index, event))
         if request.stream_options is not None and request.stream_options.include_usage:
