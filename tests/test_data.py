@@ -70,3 +70,23 @@ def test_fixed_validation_windows_are_stable(tmp_path):
     b = data.validation.fixed_batches(2, 3, 16)
     assert len(a) == 2 and a[0][0].shape == (3, 16)
     assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+
+
+def test_processes_sharing_a_cache_encode_it_once(tmp_path):
+    """The ranks of a torchrun job (or two runs started together) wait on one encoder."""
+    import subprocess
+    import sys
+
+    path = write_txt(tmp_path / "s.txt", make_stories(3000))
+    code = (  # encoding is slowed down so that, without the lock, every process would be encoding at once
+        "import sys, time; from rich.console import Console; from tinylang import data; from tinylang.data import ByteData; "
+        "from tinylang.recipe import DataConfig; slow = data._encode_to_file; "
+        "data._encode_to_file = lambda *a: (time.sleep(2), slow(*a))[1]; "
+        f"d = ByteData.from_config(DataConfig(path={str(path)!r}, cache_dir={str(tmp_path / 'c')!r}), Console()); "
+        "print('stories', d.train.stories)"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(out.count("Encoding train") for out in outputs) == 1
+    assert len({out.split("stories")[-1] for out in outputs}) == 1

@@ -9,6 +9,7 @@ Encoding happens once per source and split; later runs map the cached file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -140,16 +141,34 @@ def _encode_to_file(source: StorySource, split: str, target: Path, console: Cons
     return stories
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive lock on ``lock_path``: processes that need the same cache (the ranks of a
+    torchrun job, two runs started together) encode it once; the others wait, then map it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, at worst the work is done twice (writes are atomic)
+        yield
+        return
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load_split(source: StorySource, split: str, cache_dir: Path, console: Console | None = None) -> ByteStream:
     """The encoded split, from the cache when the source has not changed."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(source, split)
     data_path, meta_path = cache_dir / f"{key}-{split}.u16", cache_dir / f"{key}-{split}.json"
-    if not (data_path.is_file() and meta_path.is_file()):
-        if console is not None:
-            console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
-        stories = _encode_to_file(source, split, data_path, console)
-        meta_path.write_text(json.dumps({"stories": stories, "source": source.location, "split": split}))
+    with _exclusive(cache_dir / f"{key}-{split}.lock"):
+        if not (data_path.is_file() and meta_path.is_file()):
+            if console is not None:
+                console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
+            stories = _encode_to_file(source, split, data_path, console)
+            meta_path.write_text(json.dumps({"stories": stories, "source": source.location, "split": split}))
     stories = json.loads(meta_path.read_text())["stories"]
     if stories == 0:
         raise SourceError(f"{source.location}: the {split} split has no stories")

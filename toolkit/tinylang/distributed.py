@@ -86,10 +86,6 @@ class Distributed:
         torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
         return bool(tensor.item() > 0)
 
-    def barrier(self) -> None:
-        if self.enabled:
-            torch_dist.barrier()
-
     def close(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()

@@ -254,11 +254,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     dtype = pick_precision(cfg.precision, device)
     grad_accum = accumulation_steps(recipe, dist.world_size)
     seed_everything(cfg.seed)
-    if not dist.is_main:
-        dist.barrier()  # let rank 0 encode the data once; the others then map its cache
-    data = ByteData.from_config(recipe.data, console)
-    if dist.is_main:
-        dist.barrier()
+    data = ByteData.from_config(recipe.data, console)  # one rank encodes, the others wait on its lock
     context = recipe.model.context_bytes
     # the same windows whatever the number of processes: each rank evaluates every N-th batch
     val_batches = data.validation.fixed_batches(recipe.eval.batches * dist.world_size, cfg.batch_size, context)
