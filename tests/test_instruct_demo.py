@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from tinylang.cli import app
 from tinylang.corpus.build import BuildOptions, build_corpus
 from tinylang.recipe import load_recipe
-from tinylang.serve import ModelServer
+from tinylang.serve import ModelServer, ServeOptions
 from tinylang.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_instruct_demo_from_corpus_to_chat(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Piirteet: vuoropuhelu, huono loppu\nSanat: koira, pallo, iloinen\nTarina: ")
 
-    server = ModelServer.from_run(run, port=0)  # instruct chat, Finnish labels: both read from the run
+    server = ModelServer.from_run(run, ServeOptions(port=0))  # instruct chat, Finnish labels: both read from the run
     server.start_in_thread()
     try:
         assert server.served.instruct_pack.spec.code == "fi"

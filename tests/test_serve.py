@@ -22,7 +22,7 @@ from tinylang.generate import complete_story, prompt_ids
 from tinylang.langpack import load_pack
 from tinylang.model import EOS_ID, PAD_ID
 from tinylang.recipe import load_recipe
-from tinylang.serve import ModelServer
+from tinylang.serve import ModelServer, ServeOptions
 from tinylang.serve.api import ApiError, ChatRequest, chat_prompt
 from tinylang.train import train
 
@@ -45,7 +45,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(run_dir):
-    server = ModelServer.from_run(run_dir, port=0, max_batch=8)
+    server = ModelServer.from_run(run_dir, ServeOptions(port=0, max_batch=8))
     server.start_in_thread()
     yield server
     server.shutdown()
@@ -196,7 +196,7 @@ def test_instruct_chat_renders_the_pack_request():
 
 
 def test_instruct_model_chat_over_http(run_dir):
-    server = ModelServer.from_run(run_dir, port=0, chat_format="instruct", lang="fi")
+    server = ModelServer.from_run(run_dir, ServeOptions(port=0, chat_format="instruct", lang="fi"))
     server.start_in_thread()
     try:
         client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
@@ -222,3 +222,21 @@ def test_cli_serves_on_loopback_by_default(run_dir):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_api_key_and_cors(run_dir):
+    server = ModelServer.from_run(run_dir, ServeOptions(port=0, api_key="s3cret", allow_origin="https://chat.example"))
+    server.start_in_thread()
+    try:
+        with pytest.raises(openai.AuthenticationError, match="API key"):
+            openai.OpenAI(base_url=server.url, api_key="wrong", max_retries=0).models.list()
+        good = openai.OpenAI(base_url=server.url, api_key="s3cret", max_retries=0)
+        assert good.completions.create(model=MODEL, prompt="Tarina", max_tokens=5).usage.completion_tokens <= 5
+        preflight = urllib.request.Request(server.url + "/chat/completions", method="OPTIONS")
+        with urllib.request.urlopen(preflight) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == "https://chat.example"
+            assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    finally:
+        server.shutdown()
+        server.server_close()

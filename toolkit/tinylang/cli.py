@@ -124,6 +124,10 @@ def serve(
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests generated together (continuous batching)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TINYLANG_SERVE_API_KEY",
+                                          help="Require 'Authorization: Bearer KEY' on every request."),
+    allow_origin: Optional[str] = typer.Option(None, "--allow-origin",
+                                               help="CORS: browser origin allowed to call the API ('*': any)."),
 ) -> None:
     """Serve a model over an OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions
     (streaming or not). Tokens are bytes: max_tokens counts bytes."""
@@ -132,15 +136,15 @@ def serve(
     from .checkpoint import CheckpointError
     from .langpack import PackError
     from .runtime import pick_device
-    from .serve.server import ModelServer, is_loopback
+    from .serve.server import ModelServer, ServeOptions, is_loopback
 
-    if chat_format not in ("auto", "instruct", "story"):
-        _fail("--chat-format is auto, instruct or story")
     if threads:
         torch.set_num_threads(threads)
     try:
-        server = ModelServer.from_run(run, host, port, name, chat_format, lang, max_batch, pick_device(device))
-    except (CheckpointError, PackError, RuntimeError) as error:
+        options = ServeOptions(host, port, name, chat_format, lang, max_batch, str(pick_device(device)), api_key,
+                               allow_origin)
+        server = ModelServer.from_run(run, options)
+    except (CheckpointError, PackError, RuntimeError, ValueError) as error:
         _fail(str(error))
     except OSError as error:
         _fail(f"cannot listen on {host}:{port} ({error})")
@@ -148,8 +152,9 @@ def serve(
     kind = f"instruct ({served.instruct_pack.spec.code} labels)" if served.instruct_pack else "story"
     console.print(f"Serving [bold]{served.name}[/] ({served.model.num_parameters():,} parameters, {kind} chat) "
                   f"at {server.url}  (Ctrl-C stops)", highlight=False)
-    if not is_loopback(host):
-        console.print(f"[yellow]Listening on {host}: anyone who can reach this machine can use the model.")
+    if not is_loopback(host) and not api_key:
+        console.print(f"[yellow]Listening on {host} without --api-key: anyone who can reach this machine can use "
+                      "the model.")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

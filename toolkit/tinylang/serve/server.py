@@ -3,12 +3,13 @@
 One thread per connection parses and answers; one engine thread owns the model and batches every
 request in flight. Streams are server-sent events, as OpenAI's clients expect.
 
-    server = ModelServer.from_run("runs/fi-tiny", host="127.0.0.1", port=8000)
+    server = ModelServer.from_run("runs/fi-tiny", ServeOptions(port=8000))
     server.serve_forever()
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import queue
@@ -20,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..checkpoint import load_model
 from ..langpack import LanguagePack, load_pack, run_language
@@ -29,6 +29,19 @@ from . import api
 from .engine import Engine, Finished, GenerationRequest
 
 MAX_BODY_BYTES = 1 << 20
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0: any free port
+    name: str | None = None  # the model id clients send; default: the run folder's name
+    chat_format: str = "auto"  # auto (instruct when trained on the instruct column), instruct or story
+    lang: str | None = None  # pack whose instruct labels chat uses; default: the corpus's
+    max_batch: int = 8
+    device: str = "cpu"
+    api_key: str | None = None  # when set, every request needs "Authorization: Bearer <api_key>"
+    allow_origin: str | None = None  # CORS: the browser origin allowed to call the API ("*": any)
 
 
 @dataclass
@@ -51,31 +64,28 @@ class ModelServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, served: ServedModel, host: str = "127.0.0.1", port: int = 8000):
-        self.served = served
-        super().__init__((host, port), _Handler)
+    def __init__(self, served: ServedModel, options: ServeOptions):
+        self.served, self.options = served, options
+        super().__init__((options.host, options.port), _Handler)
 
     @classmethod
-    def from_run(
-        cls,
-        run: str | Path,
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        name: str | None = None,
-        chat_format: str = "auto",
-        lang: str | None = None,
-        max_batch: int = 8,
-        device: torch.device | str = "cpu",
-    ) -> "ModelServer":
-        """Load a run (or checkpoint or export) and start its engine. ``chat_format``: ``auto``
-        (instruct when the run trained on the instruct column), ``instruct`` or ``story``."""
-        model, recipe = load_model(run, device)
-        instruct = chat_format == "instruct" or (
-            chat_format == "auto" and recipe is not None and recipe.data.text_column == "instruct"
+    def from_run(cls, run: str | Path, options: ServeOptions | None = None) -> "ModelServer":
+        """Load a run (or checkpoint or export) and start its engine."""
+        options = options or ServeOptions()
+        if options.chat_format not in ("auto", "instruct", "story"):
+            raise ValueError(f"chat format {options.chat_format!r}: choose auto, instruct or story")
+        model, recipe = load_model(run, options.device)
+        instruct = options.chat_format == "instruct" or (
+            options.chat_format == "auto" and recipe is not None and recipe.data.text_column == "instruct"
         )
-        pack = load_pack(lang or run_language(run, recipe)) if instruct else None
-        served = ServedModel(name or Path(run).name, model, Engine(model, max_batch).start(), pack, int(time.time()))
-        return cls(served, host, port)
+        pack = load_pack(options.lang or run_language(run, recipe)) if instruct else None
+        engine = Engine(model, options.max_batch).start()
+        served = ServedModel(options.name or Path(run).name, model, engine, pack, int(time.time()))
+        try:
+            return cls(served, options)
+        except OSError:
+            engine.close()
+            raise
 
     def server_close(self) -> None:
         self.served.engine.close()
@@ -136,10 +146,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch({"/v1/completions": self._completions, "/v1/chat/completions": self._chat}, "POST")
 
+    def do_OPTIONS(self) -> None:
+        """CORS preflight of a browser chat UI (answered only when --allow-origin is set)."""
+        self.send_response(204 if self.server.options.allow_origin else 405)
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self) -> None:
+        if self.server.options.allow_origin:
+            self.send_header("Access-Control-Allow-Origin", self.server.options.allow_origin)
+        super().end_headers()
+
+    def _check_key(self) -> None:
+        key = self.server.options.api_key
+        if key is None:
+            return
+        sent = self.headers.get("Authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
+            raise api.ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)",
+                               code="invalid_api_key")
+
     def _dispatch(self, routes: dict, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         served = self.server.served
         try:
+            self._check_key()
             if path.startswith("/v1/models/") and method == "GET":
                 model_id = path.removeprefix("/v1/models/")
                 if model_id != served.name:
