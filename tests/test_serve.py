@@ -86,6 +86,14 @@ def test_max_tokens_counts_bytes_and_seeds_repeat(client):
     assert two.choices[0].text == "Tarina" + a.choices[0].text  # choice i uses seed + i
 
 
+def test_prompts_longer_than_the_context_keep_their_end(client, run_dir):
+    model, _ = load_model(run_dir)
+    long_prompt = "Tarina 7. " * 30  # 300 bytes against a 64-byte context
+    answer = client.completions.create(model=MODEL, prompt=long_prompt, max_tokens=20, temperature=0)
+    expected = complete_story(model, long_prompt, max_bytes=20, temperature=0, top_k=None)
+    assert answer.choices[0].text == expected.removesuffix("\ufffd")
+
+
 def test_several_prompts_answer_in_openai_order(client):
     many = client.completions.create(model=MODEL, prompt=["Tarina 1", "Tarina 2"], n=2, max_tokens=20, seed=5)
     assert [c.index for c in many.choices] == [0, 1, 2, 3]
