@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -170,3 +171,44 @@ def test_requested_words_are_counted_after_lemmatisation():
     rows = CompletionMetrics(load_pack("fi")).measure(["Koirat hyppäsivät pihalla koko päivän."],
                                                      [["koira", "hypätä", "sininen"]])
     assert rows[0]["requested_words_used"] == 2 / 3
+
+
+def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
+    """Stories that just repeat their requested words: after training, a story costs fewer
+    bits after its own request than after another story's; before training it does not."""
+    import random
+
+    import yaml
+
+    from tests.conftest import recipe_dict, tiny_config, write_txt
+    from tinylang.evaluate.metrics import request_gain
+    from tinylang.langpack import load_pack
+    from tinylang.model import Megabyte
+
+    pack = load_pack("fi")
+    rng = random.Random(0)
+    vocabulary = "kissa koira pupu karhu orava lumi sauna pallo puuro järvi".split()
+
+    def story() -> tuple[list[str], list[str], str]:
+        words = rng.sample(vocabulary, 3)
+        return words, [], " ".join(words * 2) + "."
+
+    train_set = [story() for _ in range(400)]
+    held_out = [story() for _ in range(40)]
+    corpus = write_txt(tmp_path / "instruct.txt", [pack.instruct_text(*s) for s in train_set])
+    raw = recipe_dict(corpus, tmp_path / "run", tmp_path / "cache")
+    raw["model"] = tiny_config(context_bytes=96).model_dump()
+    raw["train"] |= {"max_steps": 300, "batch_size": 16, "checkpoint_every": 300}
+    raw["eval"] |= {"every_steps": 300, "samples": 0}
+    raw["data"]["windows"] = "story"
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    trained = train(load_recipe(tmp_path / "r.yaml"), console=Console(quiet=True))
+    from tinylang.checkpoint import load_model
+
+    model, _ = load_model(trained.run_dir)
+    after = request_gain(model, pack, held_out)
+    torch.manual_seed(0)
+    before = request_gain(Megabyte(tiny_config(context_bytes=96)).eval(), pack, held_out)
+    assert after["stories"] == 40 and after["bits_own_request"] < after["bits_other_request"]
+    assert after["gain_bits_per_story"] > before["gain_bits_per_story"] + 2
+    assert after["ci95"][0] > 0

@@ -21,7 +21,7 @@ from ..filters.lexical import DictionaryCoverage, Language, Vocabulary
 from ..filters.pipeline import story_filters
 from ..filters.text import Repetition
 from ..langpack import LanguagePack
-from ..model import Megabyte
+from ..model import BOS_ID, Megabyte
 from ..records import StoryRecord
 
 
@@ -74,6 +74,35 @@ def story_bits(model: Megabyte, texts: Sequence[str]) -> list[tuple[float, int, 
             bits += float(nats) / math.log(2)
         results.append((bits, len(text.encode("utf-8")), len(text)))
     return results
+
+
+@torch.no_grad()
+def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[list[str], list[str], str]]) -> dict:
+    """How much an instruct model's request tells it about the story: bits to encode each story
+    after its own request (words and features), against after the next story's request (the same
+    texts, requests moved by one). A model that follows requests finds a story cheaper after its own. This moves with
+    training long before sampled stories use the requested words, so it tracks progress that
+    ``requested_words_used`` cannot see yet. Only the story's first context window is scored."""
+    device = next(model.parameters()).device
+    context = model.config.context_bytes
+
+    def bits(words: list[str], features: list[str], text: str) -> float:
+        start = len(pack.instruct_text(words, features, "").encode("utf-8"))  # story bytes begin here
+        ids = [BOS_ID, *pack.instruct_text(words, features, text).encode("utf-8")][: context + 1]
+        if len(ids) <= start + 1:
+            return 0.0
+        ids_t = torch.tensor([ids], device=device)
+        logits, _ = model(ids_t[:, :-1])
+        nats = F.cross_entropy(logits[0, start:].float(), ids_t[0, start + 1:], reduction="sum")
+        return float(nats) / math.log(2)
+
+    n = len(stories)
+    own = [bits(words, features, text) for words, features, text in stories]
+    other = [bits(*stories[(i + 1) % n][:2], text) for i, (_, _, text) in enumerate(stories)]
+    gains = [o - r for r, o in zip(own, other)]
+    mean, low, high = mean_ci(gains)
+    return {"stories": n, "bits_own_request": sum(own) / n, "bits_other_request": sum(other) / n,
+            "gain_bits_per_story": mean, "ci95": [low, high]}
 
 
 def bits_summary(scored: list[tuple[float, int, int]]) -> dict:

@@ -26,9 +26,10 @@ from ..langpack import LanguagePack, load_pack, run_language
 from ..llm import LLMClient, LLMSettings
 from ..model import BOS_ID, EOS_ID
 from ..runtime import pick_device
+from ..records import read_parquet
 from ..sources import open_source, read_stories
 from .judge import CRITERIA, judge_completion
-from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, story_bits
+from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, request_gain, story_bits
 from .report import write_report
 
 SHARE = (0.0, 1.0)
@@ -186,8 +187,11 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
             validation = bits_summary(story_bits(model, stories)) if stories else None
         except Exception as error:  # the corpus may be gone; the other metrics still stand
             console.print(f"[yellow]validation bits per byte skipped: {error}[/]")
+    gain = instruct_request_gain(model, pack, recipe, options, console) if options.instruct else None
     summary = summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage,
                         time.perf_counter() - started)
+    if gain is not None:
+        summary["request_gain"] = gain
     summary["parameters"] = model.num_parameters()
     if words_source is not None:
         summary["requested_words_from"] = "story grammar lexicon" if words_source == "grammar" else "pack vocabulary"
@@ -195,6 +199,22 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     write_outputs(out, judged_rows, summary)
     write_report(out / "report.md", summary, judged_rows, pack)
     return EvalResult(out, summary)
+
+
+def instruct_request_gain(model, pack: LanguagePack, recipe, options: EvalOptions, console: Console) -> dict | None:
+    """request_gain on the validation split of the run's instruct corpus (a build-corpus folder,
+    whose records say what each story was asked for); None when there is no such split."""
+    split = Path(recipe.data.path) / "validation.parquet" if recipe is not None else None
+    if split is None or not split.is_file():
+        console.print("[yellow]request gain skipped: the run's corpus has no validation.parquet of requests[/]")
+        return None
+    stories = []
+    for record in read_parquet(split):
+        if record.words:
+            stories.append((list(record.words.values()), list(record.features), record.text))
+        if len(stories) >= options.validation_stories:
+            break
+    return request_gain(model, pack, stories) if len(stories) >= 2 else None
 
 
 def training_bytes(run: Path) -> int | None:
