@@ -2,7 +2,7 @@
 ``tinylang serve`` and the real openai client, with batching on (--max-batch 8) and off (1).
 
 The server runs in its own process (as a user would run it), so the clients do not share its GIL;
-they do share the machine's cores. Every request streams exactly --bytes bytes (``ignore_eos``).
+they do share the machine's cores, which is why the server is measured with 1 and with 2 torch threads. Every request streams exactly --bytes bytes (``ignore_eos``).
 Without --run, a model of recipes/fi-tiny.yaml's shape with random weights is served: speed does not
 depend on what the weights say.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -119,15 +120,16 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=REPO / "recipes/fi-tiny.yaml")
     parser.add_argument("--bytes", type=int, default=512, help="bytes per request")
     parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--threads", default="1,2", help="torch threads of the server, comma-separated settings")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         run = args.run or random_run(Path(scratch) / "random", args.recipe)
-        rows = [measure(run, batch, args.threads, args.bytes, args.streams, args.repeats) for batch in (1, 8)]
+        rows = [measure(run, batch, int(threads), args.bytes, args.streams, args.repeats) | {"threads": int(threads)}
+                for threads in args.threads.split(",") for batch in (1, 8)]
     report = {"model": str(args.run or f"random weights, {args.recipe.name} shape"), "bytes_per_request": args.bytes,
-              "server_threads": args.threads, "results": rows}
+              "load_average_after": os.getloadavg(), "results": rows}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
