@@ -24,6 +24,7 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, monkeypatch):
     assert result.report == Path("runs/quickstart-fi/quickstart.md")
     assert "kept by the filters" in report and "4 steps" in report and "no judge configured" in report
     assert "> Olipa kerran" in report
+    assert "tinylang serve runs/quickstart-fi" in report  # what to do next
     assert (result.run / "eval" / "quickstart" / "report.md").is_file()
     assert (result.corpus / "train.parquet").is_file()
     # Again: the corpus and the run are reused, not rebuilt or retrained.

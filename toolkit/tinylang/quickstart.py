@@ -77,11 +77,20 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
                                       max_bytes=400, judge_model=options.judge_model, base_url=options.base_url,
                                       name="quickstart"), console)
     report = run / "quickstart.md"
-    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation), encoding="utf-8")
+    next_steps = [
+        f"more stories: `tinylang generate {run} --prompt \"{prompt}\" --num 3`",
+        f"talk to it from any OpenAI client or chat UI: `tinylang serve {run}` (docs/serve.md)",
+        f"train longer: `tinylang train {_recipe_path(options)} --set data.path={corpus} --set output.dir=runs/"
+        f"{pack.code}-longer --set train.max_steps=3000 --set optim.lr_decay_steps=3000`",
+        f"an instruct model that writes on command: `tinylang build-corpus --lang {pack.code} --format instruct --out "
+        f"data/{pack.code}-instruct`, then a recipe like `recipes/fi-instruct-tiny.yaml` (docs/generate.md)",
+    ]
+    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation, next_steps), encoding="utf-8")
     return QuickstartResult(report, corpus, run)
 
 
-def render_report(language: str, corpus_stats: dict, trained, samples: list[str], evaluation) -> str:
+def render_report(language: str, corpus_stats: dict, trained, samples: list[str], evaluation,
+                  next_steps: list[str]) -> str:
     summary = evaluation.summary
     filtered = corpus_stats.get("filter") or {}
     metrics = summary["metrics"]
@@ -113,4 +122,5 @@ def render_report(language: str, corpus_stats: dict, trained, samples: list[str]
     ]
     for story in samples:
         lines += ["> " + story.replace("\n", "\n> "), ""]
+    lines += ["## Next", "", *(f"- {step}" for step in next_steps), ""]
     return "\n".join(lines)
