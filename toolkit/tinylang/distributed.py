@@ -86,6 +86,14 @@ class Distributed:
         torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
         return bool(tensor.item() > 0)
 
+    def gather(self, value):
+        """Every rank's ``value`` (any picklable object), as a list indexed by rank, on every rank."""
+        if not self.enabled:
+            return [value]
+        values = [None] * self.world_size
+        torch_dist.all_gather_object(values, value)
+        return values
+
     def close(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()

@@ -241,6 +241,12 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         console = Console(quiet=True)
     cfg, run_dir = recipe.train, Path(recipe.output.dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
+    seen_by = dist.sum([float(ckpt_path.exists())])[0]
+    if 0 < seen_by < dist.world_size:
+        raise TrainError(
+            f"{ckpt_path} is visible to {seen_by:.0f} of {dist.world_size} processes: output.dir must be on a "
+            "filesystem every node shares, or the ranks would start from different states"
+        )
     if ckpt_path.exists() and not resume:
         raise TrainError(
             f"{run_dir} already holds a run ({CHECKPOINT_NAME}). Continue it with --resume, or choose another "
@@ -273,8 +279,11 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         scaler.load_state_dict(payload["scaler"])
         sampler.set_state(payload["rng"]["sampler"])
         torch.set_rng_state(payload["rng"]["torch"])
-        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
+        cuda_states = payload["rng"].get("cuda_by_rank")
+        if device.type == "cuda" and cuda_states and len(cuda_states) == dist.world_size:
+            torch.cuda.set_rng_state(cuda_states[dist.rank], device)  # each rank's own GPU stream
+        elif device.type == "cuda" and payload["rng"].get("cuda") is not None and not dist.enabled:
+            torch.cuda.set_rng_state_all(payload["rng"]["cuda"])  # checkpoints from before cuda_by_rank
         random.setstate(payload["rng"]["python"])
         np.random.set_state(payload["rng"]["numpy"])
         step, bytes_seen, elapsed_before = payload["step"], payload["bytes_seen"], payload["elapsed_s"]
@@ -318,6 +327,8 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         )
 
     def checkpoint() -> None:
+        # every rank's GPU random state (dropout), gathered to rank 0 by a collective all ranks join
+        cuda_states = dist.gather(torch.cuda.get_rng_state(device)) if device.type == "cuda" else None
         if not dist.is_main:
             return
         save_checkpoint(
@@ -337,7 +348,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 "rng": {
                     "sampler": sampler.get_state(),
                     "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "cuda_by_rank": cuda_states,
                     "python": random.getstate(),
                     "numpy": np.random.get_state(),
                 },
@@ -403,9 +414,10 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
             rate_window = (rate_window + [(now, bytes_seen)])[-20:]
             rate = (rate_window[-1][1] - rate_window[0][1]) / max(1e-9, rate_window[-1][0] - rate_window[0][0])
             stopped_by = stop_reason(stop.requested)
-            evaluate_now = step % recipe.eval.every_steps == 0 or stopped_by is not None
+            # Ctrl-C skips the evaluation so the checkpoint comes at once (torchrun kills 30 s after it)
+            evaluate_now = step % recipe.eval.every_steps == 0 or stopped_by not in (None, "interrupt")
             row: dict[str, Any] | None = None
-            if step % cfg.log_every == 0 or evaluate_now:
+            if step % cfg.log_every == 0 or evaluate_now or stopped_by is not None:
                 row = {"step": step, "train_loss": round(train_loss, 6), "lr": lr, "grad_norm": round(grad_norm, 4),
                        "bytes": bytes_seen,
                        "bytes_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + now - started, 2)}

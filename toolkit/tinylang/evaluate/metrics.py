@@ -80,28 +80,30 @@ def story_bits(model: Megabyte, texts: Sequence[str]) -> list[tuple[float, int, 
 def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[list[str], list[str], str]]) -> dict:
     """How much an instruct model's request tells it about the story: bits to encode each story
     after its own request (words and features), against after the next story's request (the same
-    texts, requests moved by one). A model that follows requests finds a story cheaper after its own. This moves with
-    training long before sampled stories use the requested words, so it tracks progress that
-    ``requested_words_used`` cannot see yet. Only the story's first context window is scored."""
+    texts, requests moved by one). A model that follows requests finds a story cheaper after its
+    own. This moves with training long before sampled stories use the requested words, so it tracks
+    progress that ``requested_words_used`` cannot see yet. Both sides score the same story bytes: as
+    many as fit in the context after the longer of the two requests."""
     device = next(model.parameters()).device
     context = model.config.context_bytes
+    requests = [pack.instruct_text(words, features, "").encode("utf-8") for words, features, _ in stories]
 
-    def bits(words: list[str], features: list[str], text: str) -> float:
-        start = len(pack.instruct_text(words, features, "").encode("utf-8"))  # story bytes begin here
-        ids = [BOS_ID, *pack.instruct_text(words, features, text).encode("utf-8")][: context + 1]
-        if len(ids) <= start + 1:
-            return 0.0
-        ids_t = torch.tensor([ids], device=device)
-        logits, _ = model(ids_t[:, :-1])
-        nats = F.cross_entropy(logits[0, start:].float(), ids_t[0, start + 1:], reduction="sum")
+    def bits(request: bytes, story: bytes) -> float:
+        ids = torch.tensor([[BOS_ID, *request, *story]], device=device)
+        logits, _ = model(ids[:, :-1])  # output t predicts id t + 1: the story starts at output len(request)
+        nats = F.cross_entropy(logits[0, len(request):].float(), ids[0, len(request) + 1:], reduction="sum")
         return float(nats) / math.log(2)
 
-    n = len(stories)
-    own = [bits(words, features, text) for words, features, text in stories]
-    other = [bits(*stories[(i + 1) % n][:2], text) for i, (_, _, text) in enumerate(stories)]
-    gains = [o - r for r, o in zip(own, other)]
-    mean, low, high = mean_ci(gains)
-    return {"stories": n, "bits_own_request": sum(own) / n, "bits_other_request": sum(other) / n,
+    own, other = [], []
+    for i, (_, _, text) in enumerate(stories):
+        neighbour = requests[(i + 1) % len(stories)]
+        story = text.encode("utf-8")[: context - max(len(requests[i]), len(neighbour))]
+        if story:
+            own.append(bits(requests[i], story))
+            other.append(bits(neighbour, story))
+    mean, low, high = mean_ci([o - r for r, o in zip(own, other)])
+    scored = max(1, len(own))
+    return {"stories": len(own), "bits_own_request": sum(own) / scored, "bits_other_request": sum(other) / scored,
             "gain_bits_per_story": mean, "ci95": [low, high]}
 
 

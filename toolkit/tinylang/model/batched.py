@@ -26,7 +26,7 @@ from .megabyte import LayerCache, Megabyte, _GenerationState
 class RaggedBatch:
     def __init__(self, model: Megabyte):
         self.model, self.P = model, model.config.patch_size
-        self.history: list[list[int]] = []  # every id of every row so far (for re-encoding past the context)
+        self.history: list[list[int]] = []  # each row's latest ids (for patches and re-encoding past the context)
         self.lengths = torch.zeros(0, dtype=torch.long)  # per row: the stream position predicted next
         self.global_caches: list[LayerCache] = []
         self.local_caches: list[LayerCache] = []
@@ -64,15 +64,19 @@ class RaggedBatch:
         m, c, P = self.model, self.model.config, self.P
         n = len(self)
         device = self.lengths.device
+        horizon = c.context_bytes  # the most a row can ever re-encode; older ids are dropped
         for row, byte in zip(self.history, new_bytes.tolist()):
             row.append(byte)
+            if len(row) > 2 * horizon:
+                del row[:-horizon]
         s = self.lengths + 1
         overflow = (s > c.context_bytes).nonzero().flatten().tolist()
         completing = s % P == 0
         if bool(completing.any()):
             # One global step for all rows. Rows whose patch is not complete keep their state: their
             # keys land on their next free position, overwritten when their patch completes.
-            patches = torch.tensor([([PAD_ID] * P + h)[-P:] for h in self.history], device=device)
+            patches = torch.tensor([h[-P:] if len(h) >= P else [PAD_ID] * (P - len(h)) + h for h in self.history],
+                                   device=device)
             saved = [(cache.previous_attn_in, cache.previous_mlp_in) for cache in self.global_caches]
             positions = torch.where(completing, s // P, s // P + 1).clamp(max=c.max_patches - 1)
             g = m.global_model.decode(m._embed_patches(patches)[:, 0], self.global_caches, positions)

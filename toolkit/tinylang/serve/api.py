@@ -58,7 +58,7 @@ class _Sampling(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1 - MAX_CHOICES)
     # accepted only at values that change nothing
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -83,6 +83,8 @@ class _Sampling(BaseModel):
                 raise ApiError(400, f"{name} is not supported by tinylang serve; leave it at 0", name)
         if self.logit_bias:
             raise ApiError(400, "logit_bias is not supported by tinylang serve", "logit_bias")
+        if self.stream_options is not None and not self.stream:
+            raise ApiError(400, "stream_options is only allowed with stream: true", "stream_options")
 
     @property
     def stops(self) -> list[str]:
@@ -169,11 +171,12 @@ def parse_request(kind: type[_Sampling], body: Any) -> _Sampling:
     """Validate a JSON body; the first problem becomes a 400 that names its parameter."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    _check_encodable(body)
     try:
         request = kind.model_validate(body)
     except ValidationError as error:
         first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = _param_name(first["loc"])
         if first["type"] == "extra_forbidden":
             raise ApiError(400, f"unrecognized request argument supplied: {param}", param) from None
         if first["type"] == "missing":
@@ -181,6 +184,32 @@ def parse_request(kind: type[_Sampling], body: Any) -> _Sampling:
         raise ApiError(400, f"invalid {param}: {first['msg']}", param) from None
     request.check_supported()
     return request
+
+
+def _param_name(location: tuple) -> str | None:
+    """``prompt`` rather than pydantic's ``prompt.str`` (the union branch it tried)."""
+    parts = []
+    for part in location:
+        if isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "list", "dict"}):
+            break
+        parts.append(str(part))
+    return ".".join(parts) or None
+
+
+def _check_encodable(value: Any, where: str = "") -> None:
+    """JSON may carry lone surrogates (\\ud800) that no UTF-8 byte can represent: refuse them here."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"{where or 'the request'} holds text that is not valid Unicode (a lone surrogate)",
+                           where or None) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_encodable(item, f"{where}.{i}")
 
 
 # -- chat -> prompt -----------------------------------------------------------------------------

@@ -86,6 +86,7 @@ class _Row:
         self.generated = 0
         self.hold = max((len(s) for s in request.stop), default=1) - 1
         self.prompt_bytes = len(request.prompt.encode("utf-8"))
+        self.finished = False
 
     def feed(self, byte: int) -> str | None:
         """Take one new id; return the finish reason when the request is complete."""
@@ -94,11 +95,10 @@ class _Row:
         self.generated += 1
         if byte < 256:  # special ids (a begin-of-story mid-story, an ignored end) show as nothing
             self.pending += self.decoder.decode(bytes([byte]))
-        for stop in self.request.stop:
-            at = self.pending.find(stop)
-            if at >= 0:
-                self.pending = self.pending[:at]
-                return self.finish("stop", flush_decoder=False)
+        found = [at for stop in self.request.stop if (at := self.pending.find(stop)) >= 0]
+        if found:  # cut at the earliest stop string in the text, whatever its place in the list
+            self.pending = self.pending[: min(found)]
+            return self.finish("stop", flush_decoder=False)
         ready = len(self.pending) - self.hold
         if ready > 0:
             self.ready += self.pending[:ready]
@@ -117,7 +117,18 @@ class _Row:
         if tail:
             self.request.put(tail)
         self.request.put(Finished(reason, self.prompt_bytes, self.generated))
+        self.finished = True
         return reason
+
+    def fail(self, message: str) -> None:
+        """End the request with an error, unless it already ended."""
+        if not self.finished:
+            self.request.put(Finished("error", self.prompt_bytes, self.generated, message))
+            self.finished = True
+
+
+def _fail_request(request: GenerationRequest, message: str) -> None:
+    request.put(Finished("error", 0, 0, message))
 
 
 class Engine:
@@ -138,12 +149,17 @@ class Engine:
         return self
 
     def close(self) -> None:
+        """Stop the engine; requests still in flight or queued end with an error, never hang."""
         self._stopping = True
         self._incoming.put(None)
         self._thread.join(timeout=10)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._stopping
+
     def submit(self, request: GenerationRequest) -> GenerationRequest:
-        if not self._thread.is_alive():
+        if not self.alive:
             raise RuntimeError("the generation engine is not running")
         self._incoming.put(request)
         return request
@@ -160,10 +176,21 @@ class Engine:
                     continue
                 self._step(batch, rows)
             except Exception as error:  # never leave a client waiting: fail everything in flight
-                message = f"{type(error).__name__}: {error}"
                 for row in rows:
-                    row.request.put(Finished("error", row.prompt_bytes, row.generated, message))
+                    row.fail(f"{type(error).__name__}: {error}")
                 batch, rows = RaggedBatch(self.model), []
+                self.active = 0
+        for row in rows:  # shutting down
+            row.fail("the server is shutting down")
+        while True:
+            try:
+                item = self._incoming.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                waiting.append(item)
+        for request in waiting:
+            _fail_request(request, "the server is shutting down")
 
     def _admit(self, batch: RaggedBatch, rows: list[_Row], waiting: list[GenerationRequest]) -> None:
         """Move arrived requests into the batch (blocking only when there is nothing to do)."""
@@ -181,12 +208,16 @@ class Engine:
             request = waiting.pop(0)
             if request.cancelled.is_set():
                 continue
-            row = _Row(request, self.device)
-            if request.max_bytes <= 0:
-                row.finish("length")
+            try:  # a request that cannot start (a seed torch refuses, ...) fails alone
+                row = _Row(request, self.device)
+                if request.max_bytes <= 0:
+                    row.finish("length")
+                    continue
+                ids = torch.tensor([[BOS_ID, *request.prompt.encode("utf-8")]], device=self.device)
+                batch.add(ids)
+            except Exception as error:
+                _fail_request(request, f"{type(error).__name__}: {error}")
                 continue
-            ids = torch.tensor([[BOS_ID, *request.prompt.encode("utf-8")]], device=self.device)
-            batch.add(ids)
             rows.append(row)
 
     @staticmethod

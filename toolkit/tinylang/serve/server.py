@@ -9,10 +9,12 @@ request in flight. Streams are server-sent events, as OpenAI's clients expect.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
 import queue
+import select
 import socket
 import threading
 import time
@@ -66,6 +68,8 @@ class ModelServer(ThreadingHTTPServer):
 
     def __init__(self, served: ServedModel, options: ServeOptions):
         self.served, self.options = served, options
+        self._open: dict[threading.Thread, socket.socket] = {}  # connection of each handler thread
+        self._open_lock = threading.Lock()
         super().__init__((options.host, options.port), _Handler)
 
     @classmethod
@@ -88,8 +92,26 @@ class ModelServer(ThreadingHTTPServer):
             raise
 
     def server_close(self) -> None:
+        """Stop the engine, then end every open connection and its thread. A handler left blocked on
+        an idle keep-alive connection would otherwise be woken during interpreter shutdown, which
+        aborts the process."""
         self.served.engine.close()
         super().server_close()
+        with self._open_lock:
+            open_now = dict(self._open)
+        for connection in open_now.values():
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread in open_now:
+            thread.join(timeout=5)
+
+    def track(self, connection: socket.socket | None) -> None:
+        """Called by each handler thread: its connection when it starts, None when it ends."""
+        with self._open_lock:
+            if connection is None:
+                self._open.pop(threading.current_thread(), None)
+            else:
+                self._open[threading.current_thread()] = connection
 
     def start_in_thread(self) -> threading.Thread:
         """Serve from a background thread (tests, notebooks); stop with shutdown() + server_close()."""
@@ -103,10 +125,23 @@ class ModelServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/v1"
 
 
-def _coalesced(sink: queue.Queue) -> list[tuple[int, "str | Finished"]]:
+def _next_event(sink: queue.Queue, engine: Engine, still_wanted=lambda: True) -> tuple[int, "str | Finished"]:
+    """The next event, checking twice a second that the engine still runs and the client still
+    waits: neither a stopped engine nor a vanished client leaves a handler blocked for ever."""
+    while True:
+        try:
+            return sink.get(timeout=0.5)
+        except queue.Empty:
+            if not engine.alive:
+                return -1, Finished("error", 0, 0, "the generation engine stopped")
+            if not still_wanted():
+                raise ConnectionResetError("the client closed the connection")
+
+
+def _coalesced(sink: queue.Queue, engine: Engine) -> list[tuple[int, "str | Finished"]]:
     """Wait for the next event, then take whatever else has arrived, joining the text pieces of
     each choice: a client that reads slower than the model gets fewer, larger events."""
-    events = [sink.get()]
+    events = [_next_event(sink, engine)]
     while True:
         try:
             events.append(sink.get_nowait())
@@ -133,6 +168,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Stream events are small writes: without this, Nagle's algorithm holds each for up to 40 ms.
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(None)
 
     def log_message(self, format: str, *args: Any) -> None:  # access log off; errors still go to stderr
         if not self.quiet:
@@ -171,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, routes: dict, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         served = self.server.served
+        self._replied = False
         try:
             self._check_key()
             if path.startswith("/v1/models/") and method == "GET":
@@ -188,6 +231,17 @@ class _Handler(BaseHTTPRequestHandler):
                                    code="not_found")
             handler()
         except api.ApiError as error:
+            self._reply_error(error)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as error:  # a bug must still get an answer, not a dropped connection
+            self.log_error("%s", f"{type(error).__name__}: {error}")
+            self._reply_error(api.ApiError(500, f"internal error: {type(error).__name__}: {error}", kind="server_error"))
+
+    def _reply_error(self, error: "api.ApiError") -> None:
+        if getattr(self, "_replied", False):  # a stream already started: the connection just ends
+            return
+        try:
             self._json(error.status, error.body())
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -243,11 +297,19 @@ class _Handler(BaseHTTPRequestHandler):
             for job in jobs:
                 job.cancel()  # a no-op for finished jobs; frees the batch row of a vanished client
 
+    def _client_waiting(self) -> bool:
+        """False once the client has closed its connection (readable with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+        except OSError:
+            return False
+
     def _collect(self, request, jobs, sink, prefixes: list[str], prompt_bytes: int, chat: bool) -> None:
         texts, reasons = list(prefixes), [""] * len(jobs)
         generated, pending = 0, len(jobs)
         while pending:
-            index, event = sink.get()
+            index, event = _next_event(sink, self.server.served.engine, self._client_waiting)
             if isinstance(event, Finished):
                 self._raise_on_error(event)
                 reasons[index], pending = event.reason, pending - 1
@@ -266,6 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        self._replied = True
 
         def piece(index: int, text: str, reason: str | None = None, first: bool = False) -> dict:
             if not chat:
@@ -278,7 +341,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._event(piece(job.index, prefixes[job.index], first=True))
         generated, pending = 0, len(jobs)
         while pending:
-            for index, event in _coalesced(sink):
+            for index, event in _coalesced(sink, self.server.served.engine):
                 if isinstance(event, Finished):
                     if event.reason == "error":
                         self._event({"error": {"message": event.error, "type": "server_error"}})
@@ -306,6 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise api.ApiError(400, "invalid Content-Length") from None
+        if length < 0:
+            raise api.ApiError(400, "invalid Content-Length")
         if length > MAX_BODY_BYTES:
             raise api.ApiError(413, f"request body over {MAX_BODY_BYTES:,} bytes")
         raw = self.rfile.read(length) if length else b""
