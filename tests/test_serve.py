@@ -14,6 +14,7 @@ from pathlib import Path
 
 import openai
 import pytest
+import torch
 import yaml
 
 from tests.conftest import make_stories, recipe_dict, write_txt
@@ -163,6 +164,9 @@ def test_a_vanished_client_frees_its_row(server):
         ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4 stop sequences"),
         ({"extra_body": {"banana": 1}}, "unrecognized request argument supplied: banana"),
         ({"prompt": []}, "must not be an empty list"),
+        ({"seed": 2**64}, "invalid seed"),
+        ({"stream_options": {"include_usage": True}}, "only allowed with stream"),
+        ({"prompt": 5}, "invalid prompt:"),
         ({"prompt": ["a"] * 9, "n": 8}, "at most 64 per request"),
     ],
 )
@@ -180,12 +184,16 @@ def test_unknown_model_endpoint_and_body_errors(client, server):
     with pytest.raises(openai.BadRequestError, match="tools are not supported"):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
                                        tools=[{"type": "function", "function": {"name": "f"}}])
+    surrogate = b'{"model": "tiny", "prompt": "\\ud800"}'  # valid JSON, but no UTF-8 can hold it
     for path, body, status in [("/embeddings", b"{}", 404), ("/completions", b"{not json", 400),
-                               ("/models", b"{}", 405)]:
+                               ("/models", b"{}", 405), ("/completions", surrogate, 400)]:
         request = urllib.request.Request(server.url + path, data=body, method="POST")
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request)
-        assert error.value.code == status and "error" in json.loads(error.value.read())
+        answer = json.loads(error.value.read())
+        assert error.value.code == status and "error" in answer
+        if body is surrogate:
+            assert "not valid Unicode" in answer["error"]["message"] and answer["error"]["param"] == "prompt"
 
 
 def test_instruct_chat_renders_the_pack_request():
@@ -248,3 +256,48 @@ def test_api_key_and_cors(run_dir):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_vanished_non_streaming_client_frees_its_row(server):
+    import socket
+
+    body = json.dumps({"model": MODEL, "prompt": "Tarina", "max_tokens": 10**6, "ignore_eos": True}).encode()
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port)) as raw:
+        raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        deadline = time.monotonic() + 5
+        while not server.served.engine.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.served.engine.active == 1
+    deadline = time.monotonic() + 10
+    while server.served.engine.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.served.engine.active == 0
+
+
+def test_stop_cuts_at_the_earliest_match_and_errors_stay_with_their_request(run_dir):
+    from tinylang.serve.engine import Engine, Finished, GenerationRequest, _Row
+
+    row = _Row(GenerationRequest("", stop=["b", "ab"]), torch.device("cpu"))
+    for byte in b"xab":
+        if row.feed(byte):
+            break
+    events = [e for _, e in list(row.request.sink.queue)]
+    assert "".join(e for e in events if isinstance(e, str)) == "x" and events[-1].reason == "stop"
+
+    model, _ = load_model(run_dir)
+    engine = Engine(model, max_batch=4).start()
+    try:
+        good = engine.submit(GenerationRequest("Tarina", max_bytes=30, temperature=0))
+        bad = engine.submit(GenerationRequest("Tarina", max_bytes=30, seed=2**70))  # torch refuses the seed
+        assert [e for e in bad.events(timeout=10)][-1].reason == "error"
+        assert [e for e in good.events(timeout=10)][-1].reason in ("stop", "length")
+        slow = engine.submit(GenerationRequest("Tarina", max_bytes=10**6, ignore_eos=True))
+        next(slow.events(timeout=10))
+    finally:
+        engine.close()
+    last = list(slow.events(timeout=10))[-1]
+    assert isinstance(last, Finished) and last.reason == "error" and "shutting down" in last.error
+    with pytest.raises(RuntimeError, match="not running"):
+        engine.submit(GenerationRequest("x"))

@@ -125,23 +125,32 @@ class ModelServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/v1"
 
 
-def _next_event(sink: queue.Queue, engine: Engine, still_wanted=lambda: True) -> tuple[int, "str | Finished"]:
-    """The next event, checking twice a second that the engine still runs and the client still
-    waits: neither a stopped engine nor a vanished client leaves a handler blocked for ever."""
-    while True:
-        try:
-            return sink.get(timeout=0.5)
-        except queue.Empty:
-            if not engine.alive:
-                return -1, Finished("error", 0, 0, "the generation engine stopped")
-            if not still_wanted():
-                raise ConnectionResetError("the client closed the connection")
+class _Watch:
+    """Twice a second, while a handler waits on its events: is the engine still running, is the
+    client still there? Neither a stopped engine nor a vanished client may keep a handler (and a
+    batch row) busy for ever."""
+
+    def __init__(self, engine: Engine, client_waiting=lambda: True, every_s: float = 0.5):
+        self.engine, self.client_waiting, self.every_s = engine, client_waiting, every_s
+        self.checked = time.monotonic()
+
+    def next_event(self, sink: queue.Queue) -> tuple[int, "str | Finished"]:
+        while True:
+            if time.monotonic() - self.checked >= self.every_s:
+                self.checked = time.monotonic()
+                if not self.client_waiting():
+                    raise ConnectionResetError("the client closed the connection")
+            try:
+                return sink.get(timeout=self.every_s)
+            except queue.Empty:
+                if not self.engine.alive:
+                    return -1, Finished("error", 0, 0, "the generation engine stopped")
 
 
-def _coalesced(sink: queue.Queue, engine: Engine) -> list[tuple[int, "str | Finished"]]:
+def _coalesced(sink: queue.Queue, watch: _Watch) -> list[tuple[int, "str | Finished"]]:
     """Wait for the next event, then take whatever else has arrived, joining the text pieces of
     each choice: a client that reads slower than the model gets fewer, larger events."""
-    events = [_next_event(sink, engine)]
+    events = [watch.next_event(sink)]
     while True:
         try:
             events.append(sink.get_nowait())
@@ -308,8 +317,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _collect(self, request, jobs, sink, prefixes: list[str], prompt_bytes: int, chat: bool) -> None:
         texts, reasons = list(prefixes), [""] * len(jobs)
         generated, pending = 0, len(jobs)
+        watch = _Watch(self.server.served.engine, self._client_waiting)
         while pending:
-            index, event = _next_event(sink, self.server.served.engine, self._client_waiting)
+            index, event = watch.next_event(sink)
             if isinstance(event, Finished):
                 self._raise_on_error(event)
                 reasons[index], pending = event.reason, pending - 1
@@ -340,8 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
             if chat or prefixes[job.index]:
                 self._event(piece(job.index, prefixes[job.index], first=True))
         generated, pending = 0, len(jobs)
+        watch = _Watch(self.server.served.engine)  # a vanished streaming client shows when a write fails
         while pending:
-            for index, event in _coalesced(sink, self.server.served.engine):
+            for index, event in _coalesced(sink, watch):
                 if isinstance(event, Finished):
                     if event.reason == "error":
                         self._event({"error": {"message": event.error, "type": "server_error"}})
