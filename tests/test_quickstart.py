@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
 
 from tinylang.quickstart import QuickstartOptions, quickstart
+from tinylang.testing.openai_server import OpenAIServer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,8 +27,17 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, monkeypatch):
     assert "kept by the filters" in report and "4 steps" in report and "no judge configured" in report
     assert "> Olipa kerran" in report
     assert "tinylang serve runs/quickstart-fi" in report  # what to do next
+    for plot in ("training.png", "story_metrics.png"):  # the report's plots, beside it
+        assert f"]({plot})" in report and (result.run / plot).stat().st_size > 1000
+    assert "judge_scores.png" not in report  # no judge configured
     assert (result.run / "eval" / "quickstart" / "report.md").is_file()
     assert (result.corpus / "train.parquet").is_file()
-    # Again: the corpus and the run are reused, not rebuilt or retrained.
-    again = quickstart(options, Console(quiet=True))
-    assert again.report.read_text().count("4 steps") == 1
+    # Again, now with a judge: the corpus and the run are reused, not rebuilt or retrained.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    grades = json.dumps({"grammar": 5, "creativity": 4, "consistency": 3, "plot": 2, "age_group": "A"})
+    with OpenAIServer(answer=lambda messages: grades) as server:
+        options.judge_model, options.base_url = "judge", server.url
+        again = quickstart(options, Console(quiet=True))
+    report = again.report.read_text()
+    assert report.count("4 steps") == 1 and "judge grammar 5.000" in report
+    assert "](judge_scores.png)" in report and (again.run / "judge_scores.png").stat().st_size > 1000

@@ -1,6 +1,6 @@
 """``tinylang quickstart``: the whole idea in one command, offline: corpus, model, stories, numbers.
 
-1. build a corpus with the pack's story grammar (or an LLM when one is configured), filtered;
+1. build a corpus with the pack's story grammar (an LLM, via OPENAI_MODEL, only for packs without one), filtered;
 2. train the tiny recipe on it (``--resume`` semantics: running again continues or reuses the run);
 3. print a few generated stories;
 4. evaluate (automatic metrics, and the judge when ``--judge-model`` is given);
@@ -19,6 +19,7 @@ from rich.console import Console
 
 from .checkpoint import load_model
 from .corpus.build import BuildOptions, build_corpus
+from .evaluate.compare import comparison_table, plot_judge_scores, plot_story_metrics, plot_training_curve
 from .evaluate.run import EvalOptions, evaluate
 from .generate import complete_story
 from .langpack import load_pack
@@ -59,8 +60,11 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
     corpus = Path("data") / f"{pack.code}-generate"
     run = Path("runs") / f"quickstart-{pack.code}"
     console.rule(f"1/4 corpus: {options.n:,} {pack.name} stories -> {corpus}")
-    built = build_corpus(BuildOptions(lang=options.lang, n=options.n, out=corpus, filter_workers=os.cpu_count() or 1),
-                         console)
+    # The story grammar whenever the pack has one, even with an API key in the environment: the
+    # demo stays offline and free, and a key set for the judge must not turn step 1 into LLM calls.
+    backend = "grammar" if pack.has_grammar else "auto"
+    built = build_corpus(BuildOptions(lang=options.lang, n=options.n, out=corpus, backend=backend,
+                                      filter_workers=os.cpu_count() or 1), console)
     console.rule(f"2/4 training {_recipe_path(options)} -> {run}")
     recipe = load_recipe(_recipe_path(options), [f"data.path={corpus}", f"output.dir={run}", *options.overrides])
     trained = train(recipe, resume=True, console=console)
@@ -85,12 +89,19 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
         f"an instruct model that writes on command: `tinylang build-corpus --lang {pack.code} --format instruct --out "
         f"data/{pack.code}-instruct`, then a recipe like `recipes/fi-instruct-tiny.yaml` (docs/generate.md)",
     ]
-    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation, next_steps), encoding="utf-8")
+    plots = [name for name, made in (
+        ("training.png", plot_training_curve(run, run / "training.png")),
+        ("story_metrics.png", plot_story_metrics(evaluation.summary, run / "story_metrics.png")),
+        ("judge_scores.png", evaluation.summary.get("judge") is not None
+         and plot_judge_scores(comparison_table([run], "quickstart")[0], run / "judge_scores.png")),
+    ) if made]
+    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation, next_steps, plots),
+                      encoding="utf-8")
     return QuickstartResult(report, corpus, run)
 
 
 def render_report(language: str, corpus_stats: dict, trained, samples: list[str], evaluation,
-                  next_steps: list[str]) -> str:
+                  next_steps: list[str], plots: list[str]) -> str:
     summary = evaluation.summary
     filtered = corpus_stats.get("filter") or {}
     metrics = summary["metrics"]
@@ -116,6 +127,8 @@ def render_report(language: str, corpus_stats: dict, trained, samples: list[str]
         + (f", judge grammar {metric('judge_grammar')}" if summary.get("judge") else ", no judge configured") + " |",
         "",
         f"Full evaluation report: `{evaluation.out / 'report.md'}`.",
+        "",
+        *(f"![{name.removesuffix('.png').replace('_', ' ')}]({name})" for name in plots),
         "",
         "## Stories",
         "",

@@ -13,6 +13,7 @@ same stories in every language pack.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -148,6 +149,47 @@ def plot_bpb_vs_bytes(runs: list[Path], frame: pd.DataFrame, path: Path) -> bool
     ax.set_xlabel("training bytes")
     ax.set_ylabel("validation bits per byte")
     return _finish(plt, fig, ax, "Bits per byte against training bytes", path)
+
+
+def plot_training_curve(run: Path, path: Path) -> bool:
+    """One run's learning curve from its metrics.jsonl: training loss and validation, both in bits
+    per byte, against training bytes."""
+    log = Path(run) / "metrics.jsonl"
+    if not log.is_file():
+        return False
+    rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not rows:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["bytes"] for r in rows], [r["train_loss"] / math.log(2) for r in rows], linewidth=1,
+            label="training batches")
+    val = [(r["bytes"], r["val_bpb"]) for r in rows if r.get("val_bpb") is not None]
+    if val:
+        ax.plot(*zip(*val), marker="o", markersize=4, label="validation")
+    ax.set_xlabel("training bytes")
+    ax.set_ylabel("bits per byte")
+    return _finish(plt, fig, ax, f"Learning curve of {Path(run).name}", path)
+
+
+def plot_story_metrics(summary: dict, path: Path) -> bool:
+    """One evaluation's story measurements that are shares (0-1), with their 95% intervals."""
+    shares = [(label, summary["metrics"][name]) for name, label in (
+        ("language_ok", "language ID"), ("dictionary_coverage", "dictionary words"),
+        ("vocabulary_adherence", "restricted vocabulary"), ("requested_words_used", "requested words"),
+        ("repetition", "repetition")) if name in summary["metrics"]]
+    if not shares:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    means = [m["mean"] for _, m in shares]
+    errors = [[m["mean"] - (m["ci95"][0] if m["ci95"][0] is not None else m["mean"]) for _, m in shares],
+              [(m["ci95"][1] if m["ci95"][1] is not None else m["mean"]) - m["mean"] for _, m in shares]]
+    ax.bar(range(len(shares)), means, yerr=errors, capsize=3, label=f"{summary['completions']} completions")
+    ax.set_xticks(range(len(shares)), [label for label, _ in shares])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of the completions' words / stories")
+    return _finish(plt, fig, ax, "Story measurements (95% intervals)", path)
 
 
 def compare_runs(runs: list[Path], out: Path, name: str = "default") -> dict:
