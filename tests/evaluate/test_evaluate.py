@@ -174,8 +174,9 @@ def test_requested_words_are_counted_after_lemmatisation():
 
 
 def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
-    """Stories that just repeat their requested words: after training, a story costs fewer
-    bits after its own request than after another story's; before training it does not."""
+    """Stories that just repeat their requested words (and end with a line of dialogue when asked):
+    after training, a story costs fewer bits after its own words, and after its own features, than
+    after another story's; before training it does not."""
     import random
 
     import yaml
@@ -190,8 +191,8 @@ def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
     vocabulary = "kissa koira pupu karhu orava lumi sauna pallo puuro järvi".split()
 
     def story() -> tuple[list[str], list[str], str]:
-        words = rng.sample(vocabulary, 3)
-        return words, [], " ".join(words * 2) + "."
+        words, dialogue = rng.sample(vocabulary, 3), rng.random() < 0.5
+        return words, ["dialogue"] if dialogue else [], " ".join(words * 2) + (". ”Hei!” sanoi äiti." if dialogue else ".")
 
     train_set = [story() for _ in range(400)]
     held_out = [story() for _ in range(40)]
@@ -209,6 +210,8 @@ def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
     after = request_gain(model, pack, held_out)
     torch.manual_seed(0)
     before = request_gain(Megabyte(tiny_config(context_bytes=96)).eval(), pack, held_out)
-    assert after["stories"] == 40 and after["bits_own_request"] < after["bits_other_request"]
-    assert after["gain_bits_per_story"] > before["gain_bits_per_story"] + 2
-    assert after["ci95"][0] > 0
+    words = after["words"]
+    assert after["stories"] == 40 and words["n"] == 40
+    assert words["gain_bits_per_story"] > before["words"]["gain_bits_per_story"] + 2 and words["ci95"][0] > 0
+    features = after["features"]  # half the stories ask for dialogue and end with a line of it
+    assert 0 < features["n"] < 40 and features["ci95"][0] > 0

@@ -427,11 +427,12 @@ def evaluate_command(
     held = summary["held_out"]
     console.print(f"{'held-out bits/byte':>22}: {held['bits_per_byte']:.3f} (bits/char {held['bits_per_char']:.3f})",
                   highlight=False)
-    gain = summary.get("request_gain")
-    if gain:
-        low, high = gain["ci95"]
-        console.print(f"{'request gain':>22}: {gain['gain_bits_per_story']:.1f} bits/story [{low:.1f}, {high:.1f}] "
-                      f"(its own request vs another's, {gain['stories']} validation stories)", highlight=False)
+    for part, gain in (summary.get("request_gain") or {}).items():
+        if isinstance(gain, dict) and gain.get("gain_bits_per_story") is not None:
+            low, high = gain["ci95"]
+            console.print(f"{'request gain, ' + part:>22}: {gain['gain_bits_per_story']:.1f} bits/story "
+                          f"[{low:.1f}, {high:.1f}] (its own vs another story's, {gain['n']} validation stories)",
+                          highlight=False)
     console.print(f"Report: {result.out / 'report.md'}")
 
 

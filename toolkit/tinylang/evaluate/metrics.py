@@ -78,15 +78,15 @@ def story_bits(model: Megabyte, texts: Sequence[str]) -> list[tuple[float, int, 
 
 @torch.no_grad()
 def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[list[str], list[str], str]]) -> dict:
-    """How much an instruct model's request tells it about the story: bits to encode each story
-    after its own request (words and features), against after the next story's request (the same
-    texts, requests moved by one). A model that follows requests finds a story cheaper after its
-    own. This moves with training long before sampled stories use the requested words, so it tracks
-    progress that ``requested_words_used`` cannot see yet. Both sides score the same story bytes: as
-    many as fit in the context after the longer of the two requests."""
+    """How much an instruct model's request tells it about the story, split in its two parts: bits
+    to encode each story after its own request, against after the same request with the next
+    story's words (``words``) or the next story's features (``features``). A model that follows
+    requests finds a story cheaper after its own. This moves with training long before sampled
+    stories use the requested words, and the split says which part the model reads (the demo model
+    learnt features long before words). Each comparison scores the same story bytes on both sides:
+    as many as fit in the context after the longer request."""
     device = next(model.parameters()).device
     context = model.config.context_bytes
-    requests = [pack.instruct_text(words, features, "").encode("utf-8") for words, features, _ in stories]
 
     def bits(request: bytes, story: bytes) -> float:
         ids = torch.tensor([[BOS_ID, *request, *story]], device=device)
@@ -94,17 +94,22 @@ def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[li
         nats = F.cross_entropy(logits[0, len(request):].float(), ids[0, len(request) + 1:], reduction="sum")
         return float(nats) / math.log(2)
 
-    own, other = [], []
-    for i, (_, _, text) in enumerate(stories):
-        neighbour = requests[(i + 1) % len(stories)]
-        story = text.encode("utf-8")[: context - max(len(requests[i]), len(neighbour))]
-        if story:
-            own.append(bits(requests[i], story))
-            other.append(bits(neighbour, story))
-    mean, low, high = mean_ci([o - r for r, o in zip(own, other)])
-    scored = max(1, len(own))
-    return {"stories": len(own), "bits_own_request": sum(own) / scored, "bits_other_request": sum(other) / scored,
-            "gain_bits_per_story": mean, "ci95": [low, high]}
+    result: dict = {"stories": len(stories)}
+    for part in ("words", "features"):
+        gains = []
+        for i, (words, features, text) in enumerate(stories):
+            neighbour = stories[(i + 1) % len(stories)]
+            swapped = (neighbour[0], features) if part == "words" else (words, neighbour[1])
+            if list(swapped) == [words, features]:
+                continue  # the same request: nothing to compare
+            own = pack.instruct_text(words, features, "").encode("utf-8")
+            other = pack.instruct_text(*swapped, "").encode("utf-8")
+            story = text.encode("utf-8")[: context - max(len(own), len(other))]
+            if story:
+                gains.append(bits(other, story) - bits(own, story))
+        mean, low, high = mean_ci(gains)
+        result[part] = {"gain_bits_per_story": mean, "ci95": [low, high], "n": len(gains)}
+    return result
 
 
 def bits_summary(scored: list[tuple[float, int, int]]) -> dict:

@@ -49,11 +49,11 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
         if bits:
             lines.append(f"| bits per byte, {title} | {_number(bits['bits_per_byte'])} | | {bits['stories']} |")
             lines.append(f"| bits per character, {title} | {_number(bits['bits_per_char'])} | | |")
-    gain = summary.get("request_gain")
-    if gain:
-        low, high = gain["ci95"]
-        lines.append(f"| bits per story saved by its own request (vs another story's) | "
-                     f"{_number(gain['gain_bits_per_story'])} | {_number(low)} - {_number(high)} | {gain['stories']} |")
+    for part, gain in (summary.get("request_gain") or {}).items():
+        if isinstance(gain, dict) and gain.get("gain_bits_per_story") is not None:
+            low, high = gain["ci95"]
+            lines.append(f"| bits per story saved by its own requested {part} (vs another story's) | "
+                         f"{_number(gain['gain_bits_per_story'])} | {_number(low)} - {_number(high)} | {gain['n']} |")
     lines.append("")
     judge = summary["judge"]
     if judge is None:
