@@ -232,12 +232,20 @@ def _pack_directory(lang: str | Path) -> Path:
     return directory
 
 
-def run_language(run: str | Path, recipe) -> str:
-    """The pack code of the corpus a run was trained on (build-corpus's stats.json says), for commands
-    whose --lang was left out. ``recipe`` is the run's stored recipe, None for exports."""
+def run_corpus_stats(recipe) -> dict | None:
+    """build-corpus's stats.json of the corpus a run was trained on; None when the run's data is not
+    a build-corpus folder. ``recipe`` is the run's stored recipe, None for exports."""
     stats = Path(recipe.data.path) / "stats.json" if recipe is not None else None
-    if stats is not None and stats.is_file():
-        return json.loads(stats.read_text(encoding="utf-8"))["lang"]
+    if stats is None or not stats.is_file():
+        return None
+    return json.loads(stats.read_text(encoding="utf-8"))
+
+
+def run_language(run: str | Path, recipe) -> str:
+    """The pack code of the corpus a run was trained on, for commands whose --lang was left out."""
+    stats = run_corpus_stats(recipe)
+    if stats is not None:
+        return stats["lang"]
     raise PackError(f"cannot tell the language of {run} (its training corpus has no stats.json): pass --lang")
 
 

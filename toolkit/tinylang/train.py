@@ -227,8 +227,8 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
 
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> TrainResult:
     """Train (or resume) the run of ``recipe``; under torchrun, one rank of a data-parallel run."""
-    if cfg_threads := recipe.train.threads:
-        torch.set_num_threads(cfg_threads)
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
     dist = Distributed.from_environment(recipe.train.device)
     try:
         return _train(recipe, resume, console or Console(), dist)
@@ -363,8 +363,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
             cfg.max_minutes is not None and elapsed_before + time.monotonic() - started >= cfg.max_minutes * 60,
             interrupted,
         ]
-        if dist.enabled:
-            flags = [value > 0 for value in dist.sum([float(flag) for flag in flags])]
+        flags = [value > 0 for value in dist.sum([float(flag) for flag in flags])]
         return next((name for name, flag in zip(("max_steps", "max_bytes", "max_minutes", "interrupt"), flags) if flag),
                     None)
 

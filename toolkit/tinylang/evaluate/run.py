@@ -22,11 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..checkpoint import load_model
 from ..corpus.plan import grammar_words, pack_words, sample_request
-from ..langpack import LanguagePack, load_pack, run_language
+from ..langpack import LanguagePack, load_pack, run_corpus_stats, run_language
 from ..llm import LLMClient, LLMSettings
 from ..model import BOS_ID, EOS_ID
-from ..runtime import pick_device
 from ..records import read_parquet
+from ..runtime import pick_device
 from ..sources import open_source, read_stories
 from .judge import CRITERIA, judge_completion
 from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, request_gain, story_bits
@@ -104,12 +104,8 @@ def request_words_source(recipe) -> str:
     """Where requested words come from: the story grammar's lexicon when the run's corpus was written
     by the grammar (it never asked for other words, so asking for them measures nothing), otherwise
     the pack's whole vocabulary, as the LLM backend samples it."""
-    stats = Path(recipe.data.path) / "stats.json" if recipe is not None else None
-    if stats is not None and stats.is_file():
-        sources = json.loads(stats.read_text(encoding="utf-8")).get("corpus", {}).get("sources", {})
-        if sources and set(sources) == {"grammar"}:
-            return "grammar"
-    return "pack"
+    sources = (run_corpus_stats(recipe) or {}).get("corpus", {}).get("sources", {})
+    return "grammar" if sources and set(sources) == {"grammar"} else "pack"
 
 
 def instruct_requests(pack: LanguagePack, count: int, seed: int, source: str = "pack"

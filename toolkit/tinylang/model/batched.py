@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .config import PAD_ID
-from .megabyte import LayerCache, Megabyte, _GenerationState
+from .megabyte import LayerCache, Megabyte, _GenerationState, kept_past_context
 
 
 class RaggedBatch:
@@ -97,8 +97,7 @@ class RaggedBatch:
         self.logits = m.head(m.local_model.decode(x, self.local_caches, j))
         self.lengths = s
         for r in overflow:  # past the context: re-encode the row's last half-context, as generate() does
-            keep = max(P, (c.context_bytes // 2) // P * P)
-            tail = torch.tensor([self.history[r][-keep:]], device=device)
+            tail = torch.tensor([self.history[r][-kept_past_context(c):]], device=device)
             self._replace(r, _GenerationState(m, tail, 0))
 
     # -- moving prefilled rows in -----------------------------------------------------------------

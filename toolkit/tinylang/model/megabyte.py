@@ -400,6 +400,12 @@ class Megabyte(nn.Module):
             self.train(was_training)
 
 
+def kept_past_context(config: MegabyteConfig) -> int:
+    """Bytes re-encoded when generation runs past ``context_bytes``: the last half-context, in whole
+    patches (so the patch grid stays aligned), at least one patch."""
+    return max(config.patch_size, (config.context_bytes // 2) // config.patch_size * config.patch_size)
+
+
 class _GenerationState:
     """KV caches and the next-byte logits of a batch being generated.
 
@@ -436,7 +442,7 @@ class _GenerationState:
         self.filled += 1
         s = self.length + 1  # position to predict next
         if s > c.context_bytes:
-            keep = max(P, (c.context_bytes // 2) // P * P)
+            keep = kept_past_context(c)
             self._prefill(self.history[:, self.filled - keep : self.filled])
             return
         self.length = s

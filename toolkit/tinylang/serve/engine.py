@@ -28,7 +28,6 @@ from ..model.batched import RaggedBatch
 @dataclass
 class Finished:
     reason: str  # "stop" (end of story or a stop string), "length" (max_bytes) or "error"
-    prompt_bytes: int
     generated_bytes: int
     error: str | None = None
 
@@ -85,7 +84,6 @@ class _Row:
         self.flushed_at = time.monotonic()
         self.generated = 0
         self.hold = max((len(s) for s in request.stop), default=1) - 1
-        self.prompt_bytes = len(request.prompt.encode("utf-8"))
         self.finished = False
 
     def feed(self, byte: int) -> str | None:
@@ -116,19 +114,19 @@ class _Row:
         tail = self.ready + self.pending + (self.decoder.decode(b"", final=True) if flush_decoder else "")
         if tail:
             self.request.put(tail)
-        self.request.put(Finished(reason, self.prompt_bytes, self.generated))
+        self.request.put(Finished(reason, self.generated))
         self.finished = True
         return reason
 
     def fail(self, message: str) -> None:
         """End the request with an error, unless it already ended."""
         if not self.finished:
-            self.request.put(Finished("error", self.prompt_bytes, self.generated, message))
+            self.request.put(Finished("error", self.generated, message))
             self.finished = True
 
 
 def _fail_request(request: GenerationRequest, message: str) -> None:
-    request.put(Finished("error", 0, 0, message))
+    request.put(Finished("error", 0, message))
 
 
 class Engine:

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-
 from ..checkpoint import load_model
 from ..langpack import LanguagePack, load_pack, run_language
 from ..model import Megabyte
@@ -144,7 +143,7 @@ class _Watch:
                 return sink.get(timeout=self.every_s)
             except queue.Empty:
                 if not self.engine.alive:
-                    return -1, Finished("error", 0, 0, "the generation engine stopped")
+                    return -1, Finished("error", 0, "the generation engine stopped")
 
 
 def _coalesced(sink: queue.Queue, watch: _Watch) -> list[tuple[int, "str | Finished"]]:
@@ -221,15 +220,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, routes: dict, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
-        served = self.server.served
-        self._replied = False
+        self._replied = False  # set once a stream's headers are out: an error can then only end it
         try:
             self._check_key()
             if path.startswith("/v1/models/") and method == "GET":
-                model_id = path.removeprefix("/v1/models/")
-                if model_id != served.name:
-                    raise api.ApiError(404, f"the model {model_id!r} does not exist; this server has {served.name!r}",
-                                       "model", "model_not_found")
+                self._check_model(path.removeprefix("/v1/models/"))
                 return self._json(200, self._model_card())
             handler = routes.get(path)
             if handler is None:
@@ -248,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply_error(api.ApiError(500, f"internal error: {type(error).__name__}: {error}", kind="server_error"))
 
     def _reply_error(self, error: "api.ApiError") -> None:
-        if getattr(self, "_replied", False):  # a stream already started: the connection just ends
+        if self._replied:
             return
         try:
             self._json(error.status, error.body())
