@@ -55,6 +55,27 @@ def test_generate_renders_the_instruct_request(recipe_file, tmp_path):
     result = runner.invoke(app, ["generate", str(run), "--words", "koira,pallo,iloinen", "--features", "dialogue",
                                  "--lang", str(pack), "--max-bytes", "20", "--seed", "0"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("Piirteet: vuoropuhelu\nSanat: koira, pallo, iloinen\nTarina: ")
+    assert result.stdout.startswith("Piirteet: vuoropuhelu\nSanat: koira, pallo, iloinen\nTarina: ")
+    by_label = runner.invoke(app, ["generate", str(run), "--features", "Vuoropuhelu", "--words", "koira",
+                                   "--lang", str(pack), "--max-bytes", "5", "--seed", "0"])
+    assert by_label.exit_code == 0, by_label.output
+    assert "Piirteet: vuoropuhelu\nSanat: koira\n" in by_label.output
+    assert "not on instruct requests" in by_label.stderr  # this run learnt plain stories: the user is told
     bad = runner.invoke(app, ["generate", str(run), "--features", "sadness", "--lang", str(pack)])
-    assert bad.exit_code == 1 and "unknown feature" in bad.output
+    assert bad.exit_code == 1 and "unknown feature" in bad.output and "vuoropuhelu" in bad.output
+
+
+def test_generate_refuses_an_empty_nucleus_and_can_sample_every_byte(recipe_file):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from tinylang.cli import app
+    from tinylang.recipe import load_recipe
+    from tinylang.train import train
+
+    run = train(load_recipe(recipe_file), console=Console(quiet=True)).run_dir
+    runner = CliRunner()
+    empty = runner.invoke(app, ["generate", str(run), "--top-p", "0"])
+    assert empty.exit_code == 1 and "--top-p must be above 0" in empty.output
+    every = runner.invoke(app, ["generate", str(run), "--top-k", "0", "--max-bytes", "5", "--seed", "0"])
+    assert every.exit_code == 0, every.output

@@ -28,6 +28,12 @@ def test_top_p_keeps_the_nucleus():
     assert set(picked.tolist()) == {10, 11}
 
 
+def test_top_p_zero_keeps_the_likeliest_byte():
+    logits = torch.randn(50, VOCAB_SIZE)
+    picked = sample_next_byte(logits, temperature=1.0, top_p=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(picked, logits[:, :PAD_ID].argmax(dim=-1))
+
+
 def test_seeded_sampling_repeats():
     logits = torch.randn(4, VOCAB_SIZE)
     a = sample_next_byte(logits, 1.0, generator=torch.Generator().manual_seed(7))

@@ -58,8 +58,9 @@ def generate(
     prompt: str = typer.Option("", "--prompt", "-p", help="Story beginning to continue."),
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes to generate per story."),
     temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="0 means greedy."),
-    top_k: Optional[int] = typer.Option(40, "--top-k", min=1, help="Sample from the k likeliest bytes."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass."),
+    top_k: int = typer.Option(40, "--top-k", min=0, help="Sample from the k likeliest bytes (0: all of them)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0,
+                                          help="Nucleus sampling: the likeliest bytes holding this mass (above 0)."),
     num: int = typer.Option(1, "--num", "-n", min=1, help="Number of stories."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for repeatable samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
@@ -73,11 +74,15 @@ def generate(
     from .generate import stream_story
     from .runtime import pick_device
 
+    _check_top_p(top_p)
     try:
         model, recipe = load_model(run, pick_device(device))
     except (CheckpointError, RuntimeError) as error:
         _fail(str(error))
     if words or features:
+        if recipe is not None and recipe.data.text_column != "instruct":
+            errors.print(f"[yellow]warning:[/] {run} was trained on the {recipe.data.text_column!r} column, not on "
+                         "instruct requests: it may not follow --words/--features.", highlight=False)
         prompt = _instruct_prompt(run, recipe, lang, words, features, prompt)
     try:
         for i in range(num):
@@ -85,7 +90,7 @@ def generate(
                 console.print(f"[bold]--- story {i + 1}/{num}[/]", highlight=False)
             sys.stdout.write(prompt)
             story_seed = None if seed is None else seed + i
-            for piece in stream_story(model, prompt, max_bytes, temperature, top_k, top_p, story_seed):
+            for piece in stream_story(model, prompt, max_bytes, temperature, top_k or None, top_p, story_seed):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
@@ -95,19 +100,25 @@ def generate(
         raise typer.Exit(130) from None
 
 
+def _check_top_p(top_p: Optional[float]) -> None:
+    if top_p is not None and top_p <= 0:
+        _fail("--top-p must be above 0 (it keeps the likeliest bytes holding that much probability); "
+              "for the single likeliest byte use --temperature 0")
+
+
 def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str], features: Optional[str],
                      beginning: str) -> str:
     """The pack's instruct rendering: features and words lines, then the story label and beginning."""
-    from .langpack import FEATURES, PackError, load_pack, run_language
+    from .langpack import PackError, load_pack, run_language
 
     try:
         pack = load_pack(lang or run_language(run, recipe))
     except PackError as error:
         _fail(str(error))
-    wanted = [f.strip() for f in (features or "").split(",") if f.strip()]
-    unknown = [f for f in wanted if f not in FEATURES]
-    if unknown:
-        _fail(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)}")
+    try:
+        wanted = pack.feature_names([f.strip() for f in (features or "").split(",") if f.strip()])
+    except PackError as error:
+        _fail(str(error))
     word_list = [w.strip() for w in (words or "").split(",") if w.strip()]
     return pack.instruct_text(word_list, wanted, beginning)
 
@@ -389,8 +400,8 @@ def evaluate_command(
     name: str = typer.Option("default", "--name", help="Results go to RUN/eval/NAME/."),
     samples: int = typer.Option(10, "--samples", min=1, help="Completions per story beginning."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0),
-    top_k: Optional[int] = typer.Option(None, "--top-k", min=1),
-    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0),
+    top_k: int = typer.Option(0, "--top-k", min=0, help="Sample from the k likeliest bytes (0: all of them)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (above 0)."),
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes per completion."),
     seed: int = typer.Option(0, "--seed"),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N beginnings."),
@@ -407,7 +418,8 @@ def evaluate_command(
     from .langpack import PackError
     from .llm import LLMFatalError
 
-    options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k,
+    _check_top_p(top_p)
+    options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k or None,
                           top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, device=device,
                           judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats, concurrency=concurrency)
     try:

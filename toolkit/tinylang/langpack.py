@@ -197,6 +197,16 @@ class LanguagePack:
     def feature_labels(self, features: list[str]) -> list[str]:
         return [self.spec.features[f].label for f in features]
 
+    def feature_names(self, asked: list[str]) -> list[str]:
+        """Features as users type them, by name (``dialogue``) or by this pack's label
+        (``vuoropuhelu``), in any case, as feature names; unknown ones raise PackError."""
+        by_label = {self.spec.features[f].label.lower(): f for f in FEATURES} | {f: f for f in FEATURES}
+        unknown = [item for item in asked if item.lower() not in by_label]
+        if unknown:
+            raise PackError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)} "
+                            f"(or their {self.spec.code} labels: {', '.join(self.feature_labels(list(FEATURES)))})")
+        return [by_label[item.lower()] for item in asked]
+
     def generation_prompt(self, noun: str, verb: str, adjective: str, features: list[str]) -> str:
         """The TinyStories prompt in this pack's words (pure: same inputs, same text)."""
         prompts = self.spec.prompts

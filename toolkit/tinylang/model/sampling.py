@@ -34,7 +34,10 @@ def sample_next_byte(
         logits, order = torch.sort(logits, dim=-1, descending=True)
         candidates = order if candidates is None else candidates.gather(-1, order)
         probs = logits.softmax(dim=-1)
-        # drop an id when the mass before it already reaches top_p (the likeliest id always stays)
-        logits = logits.masked_fill(probs.cumsum(dim=-1) - probs >= top_p, float("-inf"))
+        # drop an id when the mass before it already reaches top_p; the likeliest id always stays,
+        # even for top_p = 0 (then this is greedy rather than an empty distribution)
+        dropped = probs.cumsum(dim=-1) - probs >= top_p
+        dropped[:, 0] = False
+        logits = logits.masked_fill(dropped, float("-inf"))
     choice = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (batch, 1)
     return (choice if candidates is None else candidates.gather(-1, choice)).squeeze(-1)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..langpack import FEATURES, LanguagePack
+from ..langpack import LanguagePack, PackError
 
 DEFAULT_MAX_BYTES = 512
 MAX_CHOICES = 64  # prompts x n in one request
@@ -232,7 +232,6 @@ def _read_instruct_request(text: str, pack: LanguagePack) -> tuple[list[str], li
         "features": {labels.features.rstrip(":").lower(), "features"},
         "story": {labels.story.rstrip(":").lower(), "story", "beginning"},
     }
-    by_label = {pack.spec.features[f].label.lower(): f for f in FEATURES} | {f: f for f in FEATURES}
     words: list[str] = []
     features: list[str] = []
     story: list[str] = []
@@ -249,11 +248,10 @@ def _read_instruct_request(text: str, pack: LanguagePack) -> tuple[list[str], li
         else:
             items = [item.strip() for item in line.replace(";", ",").split(",") if item.strip()]
             if section == "features":
-                unknown = [i for i in items if i.lower() not in by_label]
-                if unknown:
-                    raise ApiError(400, f"unknown feature(s) {', '.join(unknown)}; choose from "
-                                   f"{', '.join(FEATURES)} (or their {pack.spec.code} labels)", "messages")
-                features += [by_label[i.lower()] for i in items]
+                try:
+                    features += pack.feature_names(items)
+                except PackError as error:
+                    raise ApiError(400, str(error), "messages") from None
             else:
                 words += items
     return words, features, "\n".join(story).strip()
