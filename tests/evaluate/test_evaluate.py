@@ -173,6 +173,19 @@ def test_requested_words_are_counted_after_lemmatisation():
     assert rows[0]["requested_words_used"] == 2 / 3
 
 
+def test_an_empty_completion_scores_zero_and_sizes_count_generated_bytes():
+    from tinylang.evaluate.metrics import CompletionMetrics
+    from tinylang.evaluate.run import completion_text
+    from tinylang.langpack import load_pack
+
+    empty, story = CompletionMetrics(load_pack("fi")).measure(["", "Koira leikki pihalla."], sizes=[0, 22])
+    assert empty["dictionary_coverage"] == empty["vocabulary_adherence"] == 0.0 and empty["bytes"] == 0
+    assert story["vocabulary_adherence"] > 0.5 and story["bytes"] == 22
+    ä = "ä".encode()
+    assert completion_text(b"A" + ä + ä[:1]) == "Aä"  # cut short by the budget: dropped
+    assert completion_text(b"A\xffB") == "A\ufffdB"  # a bad byte: kept visible
+
+
 def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
     """Stories that just repeat their requested words (and end with a line of dialogue when asked):
     after training, a story costs fewer bits after its own words, and after its own features, than

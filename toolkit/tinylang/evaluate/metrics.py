@@ -131,7 +131,12 @@ class CompletionMetrics:
         self.repetition = Repetition()
         self.pack = pack
 
-    def measure(self, completions: list[str], requested_words: list[list[str]] | None = None) -> list[dict]:
+    def measure(self, completions: list[str], requested_words: list[list[str]] | None = None,
+                sizes: list[int] | None = None) -> list[dict]:
+        """One row of measurements per completion. ``sizes`` are the bytes generated (default: the
+        text's UTF-8 length, which counts a U+FFFD standing for one bad byte as three). A completion
+        with no words scores 0 on dictionary coverage and vocabulary adherence: it wrote nothing in
+        the language, and 1.0 (nothing out of vocabulary) would reward empty output."""
         stories = [Story.of(StoryRecord(id=str(i), lang=self.pack.code, text=t or " ", source="dataset", mode="import"))
                    for i, t in enumerate(completions)]
         self.language.prepare(stories)
@@ -140,10 +145,11 @@ class CompletionMetrics:
             language = self.language.check(story)
             top = story.notes.get("language", [None, 0.0])
             row = {
-                "words": len(story.words), "bytes": len(completions[i].encode("utf-8")),
+                "words": len(story.words),
+                "bytes": sizes[i] if sizes is not None else len(completions[i].encode("utf-8")),
                 "language": top[0], "language_ok": bool(language.keep),
-                "dictionary_coverage": self.dictionary.check(story).score,
-                "vocabulary_adherence": self.vocabulary.check(story).score,
+                "dictionary_coverage": self.dictionary.check(story).score if story.words else 0.0,
+                "vocabulary_adherence": self.vocabulary.check(story).score if story.words else 0.0,
                 "repetition": self.repetition.check(story).score or 0.0,
             }
             if requested_words and requested_words[i]:
