@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tinylang.checkpoint import CheckpointError, load_checkpoint, load_model
-from tinylang.recipe import OptimConfig, load_recipe
+from tinylang.recipe import OptimConfig, RecipeError, load_recipe
 from tinylang.train import TrainError, learning_rate, train
 
 
@@ -69,6 +69,20 @@ def test_resume_refuses_another_model_shape(recipe_file):
     other = load_recipe(recipe_file, ["train.max_steps=4", "model.local_layers=1"])
     with pytest.raises(CheckpointError, match="model.local_layers: checkpoint 2, recipe 1"):
         train(other, resume=True)
+
+
+def test_resume_refuses_to_rewind_and_keeps_the_stored_recipe(recipe_file):
+    recipe = load_recipe(recipe_file, ["train.max_steps=4"])
+    train(recipe)
+    stored = (Path(recipe.output.dir) / "recipe.yaml").read_text()
+    with pytest.raises(TrainError, match="step 4, past train.max_steps=2"):
+        train(load_recipe(recipe_file, ["train.max_steps=2"]), resume=True)
+    assert (Path(recipe.output.dir) / "recipe.yaml").read_text() == stored
+
+
+def test_an_empty_output_dir_is_refused(recipe_file):
+    with pytest.raises(RecipeError, match="output.dir"):
+        load_recipe(recipe_file, ["output.dir="])
 
 
 def test_corrupt_checkpoint_is_reported(recipe_file):

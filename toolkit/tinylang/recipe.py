@@ -101,7 +101,8 @@ class EvalConfig(_Section):
 
 
 class OutputConfig(_Section):
-    dir: str = Field(..., description="Run directory: checkpoint.pt, metrics.jsonl, samples.jsonl, recipe.yaml.")
+    dir: str = Field(..., min_length=1,
+                     description="Run directory: checkpoint.pt, metrics.jsonl, samples.jsonl, recipe.yaml.")
 
 
 class Recipe(_Section):

@@ -287,6 +287,9 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         random.setstate(payload["rng"]["python"])
         np.random.set_state(payload["rng"]["numpy"])
         step, bytes_seen, elapsed_before = payload["step"], payload["bytes_seen"], payload["elapsed_s"]
+        if step > cfg.max_steps:
+            raise TrainError(f"{ckpt_path} is at step {step:,}, past train.max_steps={cfg.max_steps:,}: "
+                             f"raise train.max_steps to continue the run (resuming never rewinds it)")
         val_bpb, train_loss = payload.get("val_bpb"), payload.get("train_loss")
         if payload.get("world_size", 1) != dist.world_size:
             console.print(f"[yellow]Note: the checkpoint was written by {payload.get('world_size', 1)} process(es), "
