@@ -185,9 +185,12 @@ def test_unknown_model_endpoint_and_body_errors(client, server):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
                                        tools=[{"type": "function", "function": {"name": "f"}}])
     surrogate = b'{"model": "tiny", "prompt": "\\ud800"}'  # valid JSON, but no UTF-8 can hold it
-    for path, body, status in [("/embeddings", b"{}", 404), ("/completions", b"{not json", 400),
-                               ("/models", b"{}", 405), ("/completions", surrogate, 400)]:
-        request = urllib.request.Request(server.url + path, data=body, method="POST")
+    for method, path, body, status in [
+        ("POST", "/embeddings", b"{}", 404), ("POST", "/completions", b"{not json", 400),
+        ("POST", "/models", b"{}", 405), ("POST", "/completions", surrogate, 400),
+        ("PUT", "/completions", b"{}", 405), ("DELETE", "/models/tiny", None, 405), ("PATCH", "/nothing", b"", 404),
+    ]:
+        request = urllib.request.Request(server.url + path, data=body, method=method)
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request)
         answer = json.loads(error.value.read())

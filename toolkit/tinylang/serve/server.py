@@ -196,6 +196,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch({"/v1/completions": self._completions, "/v1/chat/completions": self._chat}, "POST")
 
+    def do_PUT(self) -> None:
+        self._refuse("PUT")
+
+    def do_DELETE(self) -> None:
+        self._refuse("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._refuse("PATCH")
+
+    def _refuse(self, method: str) -> None:
+        """A JSON 405 (404 for unknown paths) rather than the standard library's HTML 501 page."""
+        self.close_connection = True  # the request's body, if any, is never read
+        self._dispatch({}, method)
+
     def do_OPTIONS(self) -> None:
         """CORS preflight of a browser chat UI (answered only when --allow-origin is set)."""
         self.send_response(204 if self.server.options.allow_origin else 405)
@@ -229,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
             handler = routes.get(path)
             if handler is None:
                 known = {"/v1/models", "/v1/completions", "/v1/chat/completions"}
-                if path in known:
+                if path in known or path.startswith("/v1/models/"):
                     raise api.ApiError(405, f"{method} is not allowed on {path}", code="method_not_allowed")
                 raise api.ApiError(404, f"unknown endpoint {path}; this server has {', '.join(sorted(known))}",
                                    code="not_found")
