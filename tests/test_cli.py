@@ -68,7 +68,7 @@ def test_bad_override_and_bad_data_path(recipe_file):
     bad_key = tinylang("train", str(recipe_file), "--set", "model.widht=3")
     assert bad_key.returncode == 1 and "model.widht: unknown key" in bad_key.stderr
     bad_data = tinylang("train", str(recipe_file), "--set", "data.path=./nowhere.txt")
-    assert bad_data.returncode == 1 and "nowhere.txt: no such file" in bad_data.stderr
+    assert bad_data.returncode == 1 and "no such file or folder: ./nowhere.txt" in bad_data.stderr
     assert "Traceback" not in bad_key.stderr + bad_data.stderr
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from tests.conftest import make_stories, write_txt
@@ -10,6 +13,7 @@ from tinylang import data as data_module
 from tinylang.data import ByteData, decode_bytes, encode_story
 from tinylang.model import BOS_ID, EOS_ID
 from tinylang.recipe import DataConfig
+from tinylang.sources import SourceError
 
 
 def test_encode_wraps_utf8_bytes_in_story_markers():
@@ -90,3 +94,48 @@ def test_processes_sharing_a_cache_encode_it_once(tmp_path):
     assert all(p.returncode == 0 for p in procs)
     assert sum(out.count("Encoding train") for out in outputs) == 1
     assert len({out.split("stories")[-1] for out in outputs}) == 1
+
+
+def test_a_corpus_too_small_for_validation_says_how_to_fix_it(tmp_path):
+    path = write_txt(tmp_path / "s.txt", ["Yksi tarina.", "Toinen tarina.", "Kolmas tarina."])
+    config = DataConfig(path=str(path), cache_dir=str(tmp_path / "c"), validation_fraction=0.01)
+    with pytest.raises(SourceError, match="validation split has no stories") as error:
+        ByteData.from_config(config)
+    assert "data.validation_fraction" in str(error.value) and "train and validation files" in str(error.value)
+
+
+def test_rows_without_text_are_counted_reported_and_kept_out(tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    stories = make_stories(40)
+    rows = [{"text": s} for s in stories] + [{"text": None}, {"text": None}, {"text": " "}]
+    path = tmp_path / "s.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = StringIO()
+    data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "c"), validation_fraction=0.2),
+                                Console(file=out, width=200))
+    assert data.train.stories + data.validation.stories == 40
+    assert "skipped 3 rows without text (empty text: 1, null text: 2)" in out.getvalue()
+    assert out.getvalue().count("skipped") == 1  # once per source, not once per split
+    only_null = tmp_path / "null.jsonl"
+    only_null.write_text('{"text": null}\n')
+    with pytest.raises(SourceError, match="train split has no stories; skipped 1 row without text \\(null text: 1\\)"):
+        ByteData.from_config(DataConfig(path=str(only_null), cache_dir=str(tmp_path / "c")))
+
+
+def test_bad_rows_stop_training_with_one_line_naming_the_row(tmp_path, recipe_file):
+    """End to end through the CLI: the error the user sees, and no traceback."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "a fine story"}\n{"text": 123}\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "tinylang", "train", str(recipe_file), "--set", f"data.path={path}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 1
+    assert f"{path}:2: the 'text' column holds int 123, not text" in " ".join(result.stderr.split())
+    assert "Traceback" not in result.stderr

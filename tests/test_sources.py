@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import make_stories, write_txt
-from tinylang.sources import SourceError, in_validation, open_source, read_huggingface, read_stories
+from tinylang.sources import (
+    SourceError, in_validation, iter_source_rows, iter_source_stories, open_source, read_huggingface, read_stories,
+)
 
 
 def test_txt_separator_format(tmp_path):
@@ -110,7 +112,6 @@ def test_unknown_hub_name_fails_clearly(recipe_file):
 
 def test_source_stories_keep_their_ids_or_get_positional_ones(tmp_path):
     from tinylang.records import StoryRecord, write_parquet
-    from tinylang.sources import iter_source_stories
 
     txt = write_txt(tmp_path / "s.txt", ["yksi", "kaksi"])
     assert list(iter_source_stories(txt)) == [("train-00000000", "yksi"), ("train-00000001", "kaksi")]
@@ -125,14 +126,114 @@ def test_source_stories_keep_their_ids_or_get_positional_ones(tmp_path):
         list(iter_source_stories(parquet))
 
 
-def test_a_downloaded_hub_dataset_folder_is_read_with_datasets(tmp_path):
-    from tinylang.sources import iter_source_stories
-
+def test_a_downloaded_hub_dataset_folder_uses_the_splits_its_file_names_say(tmp_path):
+    """data/train-00000-of-00001.parquet and friends, as `huggingface-cli download` leaves them."""
     folder = tmp_path / "TinyStories" / "data"
     folder.mkdir(parents=True)
     pq.write_table(pa.table({"text": ["yksi", "kaksi", "kolme"]}), folder / "train-00000-of-00001.parquet")
     pq.write_table(pa.table({"text": ["neljä"]}), folder / "validation-00000-of-00001.parquet")
+    pq.write_table(pa.table({"text": ["viisi"]}), folder / "test-00000-of-00001.parquet")
     source = open_source(tmp_path / "TinyStories")
-    assert source.kind == "huggingface"
+    assert source.has_own_splits
+    assert list(read_stories(source, "train")) == ["yksi", "kaksi", "kolme"]
     assert list(read_stories(source, "validation")) == ["neljä"]
     assert [t for _, t in iter_source_stories(tmp_path / "TinyStories")] == ["yksi", "kaksi", "kolme"]
+    pq.write_table(pa.table({"text": ["kuusi"]}), folder / "extra.parquet")  # names no split: not silently ignored
+    with pytest.raises(SourceError, match="some do not .*extra.parquet"):
+        open_source(tmp_path / "TinyStories")
+
+
+def test_rows_that_are_not_text_name_the_file_row_and_column(tmp_path):
+    bad_lines = {'"some text"': "2: expected a JSON object with a 'text' field, got a string",
+                 '[1, 2]': "2: expected a JSON object with a 'text' field, got an array",
+                 '{"text": 123}': "2: the 'text' column holds int 123, not text",
+                 '{"text": {"a": 1}}': "2: the 'text' column holds dict"}
+    for line, message in bad_lines.items():
+        path = tmp_path / "s.jsonl"
+        path.write_text('{"text": "a fine story"}\n' + line + "\n")
+        with pytest.raises(SourceError) as error:
+            list(read_stories(open_source(path), "train"))
+        assert str(error.value).startswith(f"{path}:{message}")
+        with pytest.raises(SourceError, match=f"s.jsonl:{message[:20]}"):  # tinylang filter reads sources this way
+            list(iter_source_stories(path))
+    parquet = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"text": [7, 8]}), parquet)
+    with pytest.raises(SourceError, match=r"s.parquet: row 1: the 'text' column holds int 7, not text"):
+        list(read_stories(open_source(parquet, validation_fraction=0.5), "validation"))
+
+
+def test_null_and_blank_rows_are_skipped_and_counted(tmp_path):
+    from collections import Counter
+
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "yksi"}\n{"text": null}\n{"text": "  "}\n{"text": null}\n{"text": "kaksi"}\n')
+    source = open_source(path, validation_fraction=0.5)
+    skipped = Counter()
+    train = list(read_stories(source, "train", skipped))
+    assert skipped == {"null text": 2, "empty text": 1}
+    validation = list(read_stories(source, "validation", skipped))  # a held-out source counts them once, with train
+    assert skipped == {"null text": 2, "empty text": 1}
+    assert sorted(train + validation) == ["kaksi", "yksi"]
+    skipped = Counter()
+    assert [i for i, _ in iter_source_stories(path, skipped=skipped)] == ["train-00000000", "train-00000004"]
+    assert skipped == {"null text": 2, "empty text": 1}
+    assert [t for _, t in iter_source_rows(path)] == ["yksi", None, "  ", None, "kaksi"]  # for readers that report them
+
+
+def test_a_folder_of_story_files_is_training_data_with_validation_held_out(tmp_path):
+    folder = tmp_path / "dirs" / "a"
+    (folder / "more").mkdir(parents=True)
+    stories = make_stories(120)
+    (folder / "stories.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in stories[:60]))
+    pq.write_table(pa.table({"text": stories[60:90]}), folder / "more" / "part-1.parquet")
+    write_txt(folder / "old.txt", stories[90:])
+    (folder / ".hidden.jsonl").write_text("not even json\n")
+    (folder / "notes.md").write_text("# not data\n")
+    source = open_source(folder, validation_fraction=0.1)
+    train, validation = list(read_stories(source, "train")), list(read_stories(source, "validation"))
+    assert sorted(train + validation) == sorted(stories)
+    assert validation and not set(train) & set(validation)
+    (folder / "other.jsonl").write_text(json.dumps({"story": "x", "id": 1}) + "\n")  # another column: named, no CastError
+    with pytest.raises(SourceError, match=r"other.jsonl:1: no 'text' field \(fields: story, id\)"):
+        list(read_stories(open_source(folder), "train"))
+
+
+def test_huggingface_dataset_without_validation_split_holds_out_from_train(tmp_path):
+    """Read through datasets.load_dataset (a local .csv folder; a Hub dataset with only train is the same)."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    stories = [f"story number {i}" for i in range(80)]
+    (folder / "stories.csv").write_text("text\n" + "".join(f"{s}\n" for s in stories))
+    source = open_source(folder, validation_fraction=0.1)
+    assert source.kind == "huggingface"
+    train, validation = list(read_stories(source, "train")), list(read_stories(source, "validation"))
+    assert validation and not set(train) & set(validation)
+    assert sorted(train + validation) == sorted(stories)
+
+
+def test_local_looking_paths_that_do_not_exist_fail_at_once(tmp_path, monkeypatch):
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("a local path was looked up on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    monkeypatch.setattr(datasets, "get_dataset_split_names", no_hub)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "fi-generate").mkdir(parents=True)
+    with pytest.raises(SourceError, match=r"^no such file or folder: data/fi-genrate \(did you mean data/fi-generate\?\)"):
+        open_source("data/fi-genrate")
+    for location in ("./stories", "../stories", "/no/such/place", "~/no-such-tinylang-file", "stories.jsonl", "x/y.parquet"):
+        with pytest.raises(SourceError, match=f"^no such file or folder: {location}"):
+            open_source(location)
+    with pytest.raises(SourceError, match="no such file or folder"):
+        list(iter_source_stories("data/fi-genrate"))
+    assert open_source("roneneldan/TinyStories").kind == "huggingface"
+
+
+def test_txt_separator_inside_a_line(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("Yksi.<|endoftext|>Kaksi\nrivillä.\n<|endoftext|>  Kolme. <|endoftext|><|endoftext|>\nNeljä.")
+    stories = list(read_stories(open_source(path, validation_fraction=0.01), "train"))
+    stories += list(read_stories(open_source(path, validation_fraction=0.01), "validation"))
+    assert sorted(stories) == sorted(["Yksi.", "Kaksi\nrivillä.", "Kolme.", "Neljä."])

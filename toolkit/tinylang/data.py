@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from .model import BOS_ID, EOS_ID
 from .recipe import DataConfig
 from .sources import SourceError, StorySource, fingerprint, open_source, read_stories
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: <|endoftext|> inside a line ends a story; folders of story files
 _CHUNK_IDS = 1 << 20
 
 
@@ -115,15 +116,17 @@ def _cache_key(source: StorySource, split: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _encode_to_file(source: StorySource, split: str, target: Path, console: Console | None) -> int:
-    """Stream stories into ``target`` without holding the corpus in memory; returns the story count."""
+def _encode_to_file(
+    source: StorySource, split: str, target: Path, console: Console | None
+) -> tuple[int, dict[str, int]]:
+    """Stream stories into ``target`` without holding the corpus in memory; returns the story count and
+    the rows skipped for having no text, by reason."""
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     stories, pending, pending_ids, next_report = 0, [], 0, 100_000
+    skipped: Counter = Counter()
     try:
         with tmp.open("wb") as handle:
-            for text in read_stories(source, split):
-                if not isinstance(text, str):
-                    raise SourceError(f"{source.location}: the {source.text_column!r} column holds non-text values")
+            for text in read_stories(source, split, skipped):
                 pending.append(encode_story(text))
                 stories += 1
                 pending_ids += len(pending[-1])
@@ -138,7 +141,36 @@ def _encode_to_file(source: StorySource, split: str, target: Path, console: Cons
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    return stories
+    return stories, dict(skipped)
+
+
+def _skipped_text(skipped: dict[str, int]) -> str:
+    """'3 rows without text (null text: 2, empty text: 1)'."""
+    reasons = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(skipped.items()))
+    total = sum(skipped.values())
+    return f"{total:,} row{'' if total == 1 else 's'} without text ({reasons})"
+
+
+def _empty_split_message(source: StorySource, split: str, skipped: dict[str, int]) -> str:
+    """Why ``split`` came out empty, and what to change."""
+    message = f"{source.location}: the {split} split has no stories"
+    if skipped:
+        message += f"; skipped {_skipped_text(skipped)}"
+    if split == "validation" and source.has_own_splits:
+        return message + f" (its validation files: {', '.join(p.name for p in source.files['validation'])})"
+    if split == "validation":
+        return message + (
+            f": none fell in the held-out share (data.validation_fraction={source.validation_fraction}, picked by a "
+            "hash of each story's text), as happens with few stories. Raise it "
+            "(e.g. --set data.validation_fraction=0.3), or give validation stories of your own: "
+            "a folder with train and validation files (see docs/train.md, Data)"
+        )
+    if skipped or source.has_own_splits:
+        return message + f" (stories are read from the {source.text_column!r} column)"
+    return message + (
+        f": the source holds none, or every one fell in the held-out validation share "
+        f"(data.validation_fraction={source.validation_fraction}); add stories"
+    )
 
 
 @contextlib.contextmanager
@@ -167,11 +199,15 @@ def load_split(source: StorySource, split: str, cache_dir: Path, console: Consol
         if not (data_path.is_file() and meta_path.is_file()):
             if console is not None:
                 console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
-            stories = _encode_to_file(source, split, data_path, console)
-            meta_path.write_text(json.dumps({"stories": stories, "source": source.location, "split": split}))
-    stories = json.loads(meta_path.read_text())["stories"]
+            stories, skipped = _encode_to_file(source, split, data_path, console)
+            meta = {"stories": stories, "skipped": skipped, "source": source.location, "split": split}
+            meta_path.write_text(json.dumps(meta))
+            if console is not None and skipped:
+                console.print(f"  skipped {_skipped_text(skipped)} in {source.location}")
+    meta = json.loads(meta_path.read_text())
+    stories = meta["stories"]
     if stories == 0:
-        raise SourceError(f"{source.location}: the {split} split has no stories")
+        raise SourceError(_empty_split_message(source, split, meta.get("skipped", {})))
     return ByteStream(np.memmap(data_path, dtype=np.uint16, mode="r"), stories)
 
 

@@ -24,8 +24,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str = Field(
         ...,
-        description="Corpus directory (train/validation files), a .txt file of stories separated by "
-        "<|endoftext|> lines, a .jsonl or .parquet file, or a Hugging Face dataset name.",
+        description="Corpus directory (train/validation files), a folder of .txt/.jsonl/.parquet story files, "
+        "a .txt file of stories separated by <|endoftext|>, a .jsonl or .parquet file, or a Hugging Face dataset name.",
     )
     text_column: str = Field("text", description="Column holding the story text in jsonl/parquet/HF data.")
     hf_config: str | None = Field(None, description="Configuration name of a Hugging Face dataset.")

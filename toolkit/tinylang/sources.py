@@ -1,21 +1,38 @@
-"""Reading stories from wherever they are: a corpus directory, a TinyStories-style ``.txt``, ``.jsonl``,
-``.parquet``, or a Hugging Face dataset. Training and corpus translation both start here.
+"""Reading stories from wherever they are: a corpus directory, a folder of story files, a TinyStories-style
+``.txt``, ``.jsonl``, ``.parquet``, or a Hugging Face dataset. Training and corpus translation both start here.
 
-    for text in read_stories("corpora/fi/seed-stories.txt", split="train"):
+    for text in read_stories(open_source("corpora/fi/seed-stories.txt"), split="train"):
         ...
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 STORY_SEPARATOR = "<|endoftext|>"
 SPLITS = ("train", "validation")
 _FILE_SUFFIXES = (".parquet", ".jsonl", ".txt")
+# Data files that Hugging Face datasets reads and these readers do not: a folder of only these goes to datasets.
+_OTHER_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".arrow")
+# Words that name a split in a file or folder name, as Hugging Face datasets infers splits
+# (data/train-00000-of-00004.parquet).
+_SPLIT_WORDS = {
+    "train": {"train", "training"},
+    "validation": {"validation", "valid", "val", "dev"},
+    "test": {"test", "testing", "eval", "evaluation"},
+}
+_LAYOUTS = (
+    "train.parquet, train.jsonl or train.txt (with validation.* beside it), train-*/validation-* shards, "
+    "train/ and validation/ folders, or plain .txt/.jsonl/.parquet files of training stories"
+)
 
 
 class SourceError(ValueError):
@@ -27,12 +44,13 @@ class StorySource:
     """Where stories come from and how to pick the ones of a split.
 
     ``files`` maps split name -> files for sources that ship their own splits (corpus directories,
-    Hugging Face datasets with a validation split). Otherwise every story is assigned to train or
-    validation by a hash of its text, so the assignment is stable when the file grows or is reordered.
+    folders whose file names say the split). Otherwise every story is assigned to train or validation
+    by a hash of its text, so the assignment is stable when the file grows or is reordered; a Hugging
+    Face dataset without a validation split is held out the same way.
     """
 
     location: str
-    kind: str  # "directory", "file" or "huggingface"
+    kind: str  # "directory" (own splits), "file" (held out by hash; also a folder of train files) or "huggingface"
     files: dict[str, list[Path]]
     text_column: str = "text"
     validation_fraction: float = 0.05
@@ -48,7 +66,66 @@ def in_validation(text: str, fraction: float) -> bool:
     return zlib.crc32(text.encode("utf-8")) % 10_000 < fraction * 10_000
 
 
-def _split_files(directory: Path, split: str) -> list[Path]:
+# --- where the stories are -------------------------------------------------------------------------------------
+
+
+def open_source(
+    location: str | Path, text_column: str = "text", validation_fraction: float = 0.05, hf_config: str | None = None
+) -> StorySource:
+    """Decide what ``location`` is. Existing paths are local, and so is anything that looks like a path
+    (a missing one fails at once instead of after minutes of Hub retries); other names are Hugging Face datasets."""
+    path = Path(location).expanduser()
+    common = dict(text_column=text_column, validation_fraction=validation_fraction, hf_config=hf_config)
+    if path.is_dir():
+        layout = _folder_layout(path)
+        if layout is None:  # only formats datasets reads (.json, .csv, .arrow)
+            return StorySource(str(path), "huggingface", {}, **common)
+        if not layout["train"]:
+            raise SourceError(f"{path}: no training stories here; a folder needs {_LAYOUTS}")
+        if not layout["validation"]:
+            return StorySource(str(path), "file", {"train": layout["train"]}, **common)
+        return StorySource(str(path), "directory", layout, **common)
+    if path.is_file():
+        if path.suffix not in _FILE_SUFFIXES:
+            raise SourceError(f"{path}: expected a .txt, .jsonl or .parquet file, or a corpus directory")
+        return StorySource(str(path), "file", {"train": [path]}, **common)
+    why_local = _looks_local(str(location))
+    if why_local:
+        raise SourceError(_missing_path_message(str(location), path, why_local))
+    return StorySource(str(location), "huggingface", {}, **common)
+
+
+def _looks_local(location: str) -> str:
+    """Why ``location`` is taken for a local path ("" when it may be a Hugging Face name like owner/name)."""
+    if location.startswith(("./", "../", "/", "~", ".\\")) or location in (".", ".."):
+        return "a path"
+    if location.endswith(_FILE_SUFFIXES + _OTHER_DATA_SUFFIXES):
+        return "a file name"
+    first = Path(location).parts[0] if Path(location).parts else ""
+    if len(Path(location).parts) > 1 and Path(first).is_dir():
+        return f"{first}/ is a folder here"
+    return ""
+
+
+def _missing_path_message(location: str, path: Path, why_local: str) -> str:
+    """'no such file or folder', with the closest name in the deepest folder that does exist."""
+    message = f"no such file or folder: {location}"
+    existing, missing = path, []
+    while not existing.exists() and existing != existing.parent:
+        missing.insert(0, existing.name)
+        existing = existing.parent
+    if missing and existing.is_dir():
+        names = sorted(p.name for p in existing.iterdir())
+        close = difflib.get_close_matches(missing[0], names, n=1, cutoff=0.8)
+        if close:
+            message += f" (did you mean {Path(existing, close[0], *missing[1:])}?)"
+    if why_local.endswith("is a folder here"):
+        message += f"; read as a local path because {why_local}"
+    return message
+
+
+def _corpus_split_files(directory: Path, split: str) -> list[Path]:
+    """The corpus-directory layout: split.*, split-*.* shards or a split/ folder, at the top of ``directory``."""
     found: list[Path] = []
     for suffix in _FILE_SUFFIXES:
         if (directory / f"{split}{suffix}").is_file():
@@ -58,63 +135,159 @@ def _split_files(directory: Path, split: str) -> list[Path]:
     return found
 
 
-def open_source(
-    location: str | Path, text_column: str = "text", validation_fraction: float = 0.05, hf_config: str | None = None
-) -> StorySource:
-    """Decide what ``location`` is. Existing paths are local; anything else is a Hugging Face name."""
-    path = Path(location)
-    common = dict(text_column=text_column, validation_fraction=validation_fraction, hf_config=hf_config)
-    if path.is_dir():
-        files = {split: _split_files(path, split) for split in SPLITS}
-        if not files["train"] and not files["validation"] and _hub_layout(path):  # e.g. a downloaded dataset: data/train-00000-of-00004.parquet
-            return StorySource(str(path), "huggingface", {}, **common)
-        if not files["train"]:
-            raise SourceError(
-                f"{path}: a corpus directory needs train.parquet, train.jsonl or train.txt "
-                "(or train-*.parquet shards, or a train/ folder of them)"
-            )
-        if not files["validation"]:
-            # A directory with only training data: hold out by hash like a single file.
-            return StorySource(str(path), "file", {"train": files["train"]}, **common)
-        return StorySource(str(path), "directory", files, **common)
-    if path.is_file():
-        if path.suffix not in _FILE_SUFFIXES:
-            raise SourceError(f"{path}: expected a .txt, .jsonl or .parquet file, or a corpus directory")
-        return StorySource(str(path), "file", {"train": [path]}, **common)
-    if str(location).startswith((".", "/", "~")) or str(location).endswith(_FILE_SUFFIXES):
-        raise SourceError(f"{location}: no such file or directory")
-    return StorySource(str(location), "huggingface", {}, **common)
+def _named_split(relative: Path) -> str | None:
+    """The split a file's name, or else the nearest folder name on its way, says (train-0001.parquet, valid/x.jsonl)."""
+    for part in (relative.name, *reversed(relative.parent.parts)):
+        words = set(re.split(r"[-._ 0-9]+", part.lower()))
+        for split, names in _SPLIT_WORDS.items():
+            if words & names:
+                return split
+    return None
 
 
-def _hub_layout(path: Path) -> bool:
-    """A folder datasets.load_dataset can read (data files below it), though not in our split layout."""
-    return any(p.suffix in (".parquet", ".jsonl", ".json", ".csv", ".arrow") for p in path.rglob("*") if p.is_file())
+def _hidden(relative: Path) -> bool:
+    """A hidden file, or one in a hidden or ``__special__`` folder: never data (as datasets skips them too)."""
+    return any(part.startswith((".", "__")) for part in relative.parts)
+
+
+def _folder_layout(path: Path) -> dict[str, list[Path]] | None:
+    """Split -> story files of a local folder; None when it holds only data files that datasets must read.
+
+    A corpus directory (train.* at the top) keeps its layout and nothing else in it is read. Otherwise
+    every .txt/.jsonl/.parquet file below is read (hidden ones aside): files whose names say their split
+    go to it (test files are not used), and a folder whose files name no split is all training data.
+    """
+    layout = {split: _corpus_split_files(path, split) for split in SPLITS}
+    if layout["train"] or layout["validation"]:
+        return layout
+    found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+    stories = [p for p in found if p.suffix in _FILE_SUFFIXES]
+    if not stories:
+        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else {split: [] for split in SPLITS}
+    named = {p: _named_split(p.relative_to(path)) for p in stories}
+    if not any(named.values()):
+        return {"train": stories, "validation": []}
+    unnamed = [str(p.relative_to(path)) for p, split in named.items() if split is None]
+    if unnamed:
+        raise SourceError(
+            f"{path}: some files name their split (train, validation) and some do not ({', '.join(unnamed[:3])}"
+            f"{', ...' if len(unnamed) > 3 else ''}); rename them, or point data.path at one file"
+        )
+    return {split: [p for p, named_split in named.items() if named_split == split] for split in SPLITS}
+
+
+# --- reading rows ----------------------------------------------------------------------------------------------
 
 
 def _read_txt(path: Path) -> Iterator[str]:
-    """TinyStories release format: stories separated by lines holding only <|endoftext|>."""
-    lines: list[str] = []
+    """TinyStories release format: stories separated by <|endoftext|>, on its own line or inside one."""
+    parts: list[str] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
-            if line.strip() == STORY_SEPARATOR:
-                story = "".join(lines).strip()
+            *ended, rest = line.split(STORY_SEPARATOR)
+            for piece in ended:
+                story = ("".join(parts) + piece).strip()
                 if story:
                     yield story
-                lines = []
-            else:
-                lines.append(line)
-    story = "".join(lines).strip()
+                parts = []
+            parts.append(rest)
+    story = "".join(parts).strip()
     if story:
         yield story
 
 
-def _read_file(path: Path, column: str) -> Iterator[str]:
-    return (text for _, text in _read_rows(path, column, id_column="id"))
+_JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "true/false", list: "an array",
+               type(None): "null"}
+
+
+def _checked_text(value: object, where: str, column: str) -> str | None:
+    """The story text of one row, None when it is null; any other type is an error naming the row."""
+    if value is None or isinstance(value, str):
+        return value
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise SourceError(f"{where}: the {column!r} column holds {type(value).__name__} {shown}, not text")
+
+
+def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[str | None, str | None]]:
+    """(id, text) of each row of one file; text is None where the row's text is null."""
+    if path.suffix == ".txt":
+        yield from ((None, text) for text in _read_txt(path))
+        return
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+                    if not isinstance(row, dict):
+                        kind = _JSON_KINDS.get(type(row), type(row).__name__)
+                        raise SourceError(
+                            f"{path}:{number}: expected a JSON object with a {text_column!r} field, got {kind}"
+                        )
+                    if text_column not in row:
+                        raise SourceError(f"{path}:{number}: no {text_column!r} field (fields: {', '.join(row)})")
+                    yield row.get(id_column), _checked_text(row[text_column], f"{path}:{number}", text_column)
+        return
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if text_column not in names:
+        raise SourceError(f"{path}: no {text_column!r} column (columns: {', '.join(names)})")
+    columns = [text_column] + ([id_column] if id_column in names else [])
+    number = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
+        for row in batch.to_pylist():
+            number += 1
+            yield row.get(id_column), _checked_text(row[text_column], f"{path}: row {number}", text_column)
+
+
+def _read_huggingface_rows(name: str, split: str, text_column: str, id_column: str, config: str | None):
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
+    except ValueError as error:  # unknown split
+        raise SourceError(f"{name}: {error}") from None
+    except Exception as error:  # offline, unknown name, no access: say so plainly
+        raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
+    try:
+        for number, row in enumerate(dataset, 1):
+            if text_column not in row:
+                raise SourceError(f"{name}: no {text_column!r} column (columns: {', '.join(row)})")
+            yield row.get(id_column), _checked_text(row[text_column], f"{name}: {split} row {number}", text_column)
+    except SourceError:
+        raise
+    except Exception as error:  # files that disagree on their columns, a broken shard: name it, no traceback
+        first_line = (str(error).splitlines() or [""])[0]
+        raise SourceError(f"{name}: could not read the {split} split ({type(error).__name__}: {first_line})") from None
+
+
+def _blank_reason(text: str | None) -> str | None:
+    """Why a row holds no story (null or blank text), or None when it holds one."""
+    if text is None:
+        return "null text"
+    return None if text.strip() else "empty text"
+
+
+def _texts(rows: Iterator[tuple[object, str | None]], skipped: Counter | None) -> Iterator[str]:
+    """The texts of rows that hold a story; the others are counted in ``skipped`` by reason."""
+    for _, text in rows:
+        reason = _blank_reason(text)
+        if reason is None:
+            yield text
+        elif skipped is not None:
+            skipped[reason] += 1
+
+
+# --- stories of a split ----------------------------------------------------------------------------------------
 
 
 def read_huggingface(name: str, split: str, column: str = "text", config: str | None = None) -> Iterator[str]:
     """Stream one split of a Hugging Face dataset (a hub name, or a local folder of data files)."""
-    return (text for _, text in _read_huggingface_rows(name, split, column, "id", config))
+    return _texts(_read_huggingface_rows(name, split, column, "id", config), None)
 
 
 def _huggingface_splits(source: StorySource) -> set[str]:
@@ -129,108 +302,86 @@ def _huggingface_splits(source: StorySource) -> set[str]:
         ) from None
 
 
-def read_stories(source: StorySource, split: str) -> Iterator[str]:
-    """Yield the non-empty stories of ``split`` ("train" or "validation")."""
+def read_stories(source: StorySource, split: str, skipped: Counter | None = None) -> Iterator[str]:
+    """Yield the stories of ``split`` ("train" or "validation").
+
+    Rows without a story (null or blank text) are left out and counted by reason in ``skipped``, so the
+    caller can report them; for a held-out source they are counted once, when reading train.
+    """
     if split not in SPLITS:
         raise SourceError(f"unknown split {split!r}; expected one of {SPLITS}")
     if source.kind == "huggingface":
         names = _huggingface_splits(source)
-        if split in names:
-            stories = read_huggingface(source.location, split, source.text_column, source.hf_config)
-            yield from (s for s in stories if s and s.strip())
+        if "train" not in names:
+            raise SourceError(f"{source.location}: no train split (splits: {', '.join(sorted(names))})")
+        column, config = source.text_column, source.hf_config
+        if "validation" in names:
+            yield from _texts(_read_huggingface_rows(source.location, split, column, "id", config), skipped)
             return
-        stories = read_huggingface(source.location, "train", source.text_column, source.hf_config)
-        yield from _held_out(stories, split, source.validation_fraction)
-        return
-    if source.has_own_splits:
+        rows = _read_huggingface_rows(source.location, "train", column, "id", config)
+    elif source.has_own_splits:
         for path in source.files[split]:
-            yield from (s for s in _read_file(path, source.text_column) if s and s.strip())
+            yield from _texts(_read_rows(path, source.text_column, "id"), skipped)
         return
-    for path in source.files["train"]:
-        yield from _held_out(_read_file(path, source.text_column), split, source.validation_fraction)
+    else:
+        rows = chain.from_iterable(_read_rows(path, source.text_column, "id") for path in source.files["train"])
+    stories = _texts(rows, skipped if split == "train" else None)
+    yield from _held_out(stories, split, source.validation_fraction)
 
 
 def _held_out(stories: Iterator[str], split: str, fraction: float) -> Iterator[str]:
     want_validation = split == "validation"
-    for story in stories:
-        if story and story.strip() and in_validation(story, fraction) == want_validation:
-            yield story
+    return (story for story in stories if in_validation(story, fraction) == want_validation)
 
 
 def fingerprint(source: StorySource) -> str:
     """Identifies the content of a local source (paths, sizes, modification times) for caching."""
+    files = [(split, p) for split, paths in sorted(source.files.items()) for p in paths]
     if source.kind == "huggingface":
-        return f"hf:{source.location}:{source.hf_config}"
+        folder = Path(source.location)
+        if not folder.is_dir():
+            return f"hf:{source.location}:{source.hf_config}"
+        files = [("hf", p) for p in sorted(folder.rglob("*")) if p.is_file()]
     parts = []
-    for split, paths in sorted(source.files.items()):
-        for p in paths:
-            stat = p.stat()
-            parts.append(f"{split}:{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    for split, p in files:
+        stat = p.stat()
+        parts.append(f"{split}:{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
     return "|".join(parts)
+
+
+def iter_source_rows(
+    location: str | Path, split: str = "train", text_column: str = "text", id_column: str = "id",
+    hf_config: str | None = None,
+) -> Iterator[tuple[str, str | None]]:
+    """(id, text) of every row of a source in its own order, rows without text included (text None when
+    null): for readers that report such rows themselves (``tinylang filter`` rejects them). Ids come from
+    ``id_column`` when the source has one, else from the position (``train-00000042``), so they are
+    stable. A single file is read whole whatever ``split``; a folder is laid out as ``open_source`` does."""
+    path = Path(location).expanduser()
+    layout = _folder_layout(path) if path.is_dir() else None
+    if path.is_dir() and layout is not None:
+        if not layout[split]:
+            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt)")
+        rows = chain.from_iterable(_read_rows(file, text_column, id_column) for file in layout[split])
+    elif path.is_file():
+        open_source(path)  # the usual error for a file of another type
+        rows = _read_rows(path, text_column, id_column)
+    else:
+        source = open_source(location)  # raises the usual error for missing local paths
+        rows = _read_huggingface_rows(source.location, split, text_column, id_column, hf_config)
+    for index, (row_id, text) in enumerate(rows):
+        yield (str(row_id) if row_id is not None else f"{split}-{index:08d}"), text
 
 
 def iter_source_stories(
     location: str | Path, split: str = "train", text_column: str = "text", id_column: str = "id",
-    hf_config: str | None = None,
+    hf_config: str | None = None, skipped: Counter | None = None,
 ) -> Iterator[tuple[str, str]]:
-    """(id, text) pairs of a source in its own order, for translation: ids come from ``id_column``
-    when the source has one, else from the position (``train-00000042``), so they are stable."""
-    path = Path(location)
-    if path.is_dir() and not any(_split_files(path, s) for s in SPLITS) and _hub_layout(path):
-        rows = _read_huggingface_rows(str(path), split, text_column, id_column, hf_config)
-    elif path.is_dir():
-        files = _split_files(path, split)
-        if not files:
-            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt)")
-        rows = (row for file in files for row in _read_rows(file, text_column, id_column))
-    elif path.is_file():
-        rows = _read_rows(path, text_column, id_column)
-    else:
-        open_source(location)  # raises the usual error for missing local paths
-        rows = _read_huggingface_rows(str(location), split, text_column, id_column, hf_config)
-    for index, (row_id, text) in enumerate(rows):
-        if text and text.strip():
-            yield (str(row_id) if row_id is not None else f"{split}-{index:08d}"), text.strip()
-
-
-def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[str | None, str]]:
-    if path.suffix == ".txt":
-        yield from ((None, text) for text in _read_txt(path))
-        return
-    if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise SourceError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-                    if text_column not in row:
-                        raise SourceError(f"{path}:{number}: no {text_column!r} field (fields: {', '.join(row)})")
-                    yield row.get(id_column), row[text_column]
-        return
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    if text_column not in names:
-        raise SourceError(f"{path}: no {text_column!r} column (columns: {', '.join(names)})")
-    columns = [text_column] + ([id_column] if id_column in names else [])
-    for batch in parquet.iter_batches(columns=columns, batch_size=4096):
-        for row in batch.to_pylist():
-            yield row.get(id_column), row[text_column]
-
-
-def _read_huggingface_rows(name: str, split: str, text_column: str, id_column: str, config: str | None):
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(name, config, split=split, streaming=True)
-    except ValueError as error:  # unknown split
-        raise SourceError(f"{name}: {error}") from None
-    except Exception as error:  # offline, unknown name, no access: say so plainly
-        raise SourceError(f"{name}: could not load the Hugging Face dataset ({type(error).__name__}: {error})") from None
-    for row in dataset:
-        if text_column not in row:
-            raise SourceError(f"{name}: no {text_column!r} column (columns: {', '.join(row)})")
-        yield row.get(id_column), row[text_column]
+    """(id, stripped text) of the rows of a source that hold a story, for translation; the others are
+    counted in ``skipped`` by reason. Ids as ``iter_source_rows`` gives them."""
+    for row_id, text in iter_source_rows(location, split, text_column, id_column, hf_config):
+        reason = _blank_reason(text)
+        if reason is None:
+            yield row_id, text.strip()
+        elif skipped is not None:
+            skipped[reason] += 1
