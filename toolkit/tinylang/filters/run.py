@@ -1,15 +1,18 @@
 """``tinylang filter``: read stories from anywhere, run the pack's pipeline, write the clean corpus.
 
-    result = filter_corpus(Path("data/fi-generate"), load_pack("fi"), Path("data/fi-clean"))
+    stats = run_pipeline(load_pack("fi"), read_input(Path("stories.jsonl"), "fi"), Path("data/fi-clean"), None)
 
 Writes ``train.parquet`` / ``validation.parquet`` (kept stories, split by id), ``rejected.jsonl``
-(every dropped story with its filter, reason and detail) and ``stats.json``.
+(every dropped story with its filter, reason and detail) and ``stats.json``. Every input row ends up
+kept or rejected, empty ones included (rejected by ``normalise`` as empty). The output folder must
+be new, empty or an earlier ``tinylang filter`` output: anything else would be overwritten.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -19,52 +22,130 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..corpus.store import validation_ids
 from ..langpack import LanguagePack
 from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
-from ..sources import SPLITS, SourceError, iter_source_stories
+from ..sources import SPLITS, SourceError, StorySource, iter_source_rows, open_source
 from .pipeline import FilterPipeline, FilterStats, Rejection
 
+INPUT_SUFFIXES = (".jsonl", ".parquet", ".txt")
+SCRATCH_NAME = "kept.jsonl.tmp"
 
-def read_input(location: Path, lang: str) -> Iterator[StoryRecord]:
-    """StoryRecords from a build-corpus folder (its raw shards), a JSONL of records, or any story source."""
-    location = Path(location)
-    if location.is_dir() and (location / "raw").is_dir():
-        for shard in sorted((location / "raw").glob("shard-*.jsonl")):
-            yield from read_jsonl(shard)
-        return
-    if location.is_file() and location.suffix == ".jsonl":
-        with location.open(encoding="utf-8") as handle:
-            first = handle.readline()
-        if '"source"' in first and '"lang"' in first:
+
+class FilterOutputError(ValueError):
+    """An --out that the filter must not write into (a file, or a folder of other data)."""
+
+
+@dataclass(frozen=True)
+class StoryInput:
+    """The stories of one input, read lazily (iterate it); made by ``read_input``, which checks the
+    input first so a wrong path fails before anything is written."""
+
+    location: Path
+    lang: str
+
+    def __iter__(self) -> Iterator[StoryRecord]:
+        location = self.location
+        if location.is_dir() and (location / "raw").is_dir():  # a build-corpus folder: its raw shards
+            for shard in sorted((location / "raw").glob("shard-*.jsonl")):
+                yield from read_jsonl(shard)
+        elif location.is_file() and location.suffix == ".jsonl" and _holds_story_records(location):
             yield from read_jsonl(location)
-            return
-    for split in SPLITS if location.is_dir() else ("train",):
-        rows = iter_source_stories(location, split)
+        else:
+            yield from self._rows()
+
+    def _rows(self) -> Iterator[StoryRecord]:
+        for split, story_id, text in source_rows(open_source(self.location)):
+            yield StoryRecord(id=story_id if split == "train" else f"{split}/{story_id}", lang=self.lang, text=text,
+                              source="dataset", mode="import", source_dataset=str(self.location))
+
+
+def read_input(location: Path, lang: str) -> StoryInput:
+    """StoryRecords from a build-corpus folder (its raw shards), a JSONL of records, or any story source
+    (.jsonl, .parquet, .txt, a corpus folder, a Hugging Face dataset name). A missing path or an
+    unsupported file type raises SourceError here, before anything is written."""
+    location = Path(location)
+    if location.is_file() and location.suffix not in INPUT_SUFFIXES:
+        raise SourceError(f"{location}: unsupported file type {location.suffix or '(none)'} (expected a build-corpus "
+                          "folder, a corpus folder, .jsonl, .parquet or .txt)")
+    if not (location.is_dir() and (location / "raw").is_dir()):
+        open_source(location)  # the usual one-line error for a missing path or a folder without stories
+    return StoryInput(location, lang)
+
+
+def source_rows(source: StorySource) -> Iterator[tuple[str, str, str]]:
+    """(split, id, text) of every row, empty and null texts included as "" (the filter rejects them
+    with a reason). A source with its own splits gives both; a single file is read whole; a Hugging
+    Face dataset gives its train split, and its validation split when it has one."""
+    splits = SPLITS if source.has_own_splits or source.kind == "huggingface" else ("train",)
+    for split in splits:
+        rows = iter_source_rows(source.location, split, hf_config=source.hf_config)
         try:
-            first = next(rows)
-        except StopIteration:
-            continue
+            first = next(rows, None)
         except SourceError:
             if split == "train":
                 raise
-            continue  # a folder without a validation split
-        for story_id, text in chain([first], rows):
-            yield StoryRecord(id=story_id if split == "train" else f"{split}/{story_id}", lang=lang, text=text,
-                              source="dataset", mode="import", source_dataset=str(location))
+            continue  # a dataset without a validation split
+        for row_id, text in chain([first], rows) if first is not None else ():
+            yield split, row_id, (text or "").strip()
 
 
 def count_input(location: Path) -> int | None:
     """Stories in the input when that is cheap to know (JSONL lines), for the progress bar."""
     location = Path(location)
-    files = sorted((location / "raw").glob("shard-*.jsonl")) if location.is_dir() else [location]
+    if location.is_dir():
+        files = sorted((location / "raw").glob("shard-*.jsonl"))
+    else:
+        files = [location] if location.is_file() else []
     if not files or any(f.suffix != ".jsonl" for f in files):
         return None
-    return sum(sum(1 for line in f.open(encoding="utf-8") if line.strip()) for f in files)
+    total = 0
+    for path in files:
+        with path.open(encoding="utf-8") as handle:
+            total += sum(1 for line in handle if line.strip())
+    return total
 
 
-def run_pipeline(pack: LanguagePack, records, out: Path, total: int | None, workers: int = 1,
+def output_problem(out: Path, input_location: Path | None = None) -> str | None:
+    """Why the filter must not write into ``out``, or None: a file; the input itself; a build-corpus
+    folder (rebuild it with build-corpus to refilter); a folder of files the filter did not write."""
+    out = Path(out)
+    for place in (out, *out.parents):
+        if place.exists() and not place.is_dir():
+            return f"{place} is a file, not a folder; --out takes a folder (new, empty, or an earlier filter output)"
+        if place.exists():
+            break
+    if not out.is_dir():
+        return None
+    if input_location is not None and input_location.exists():
+        inside = input_location.resolve()
+        if inside == out.resolve() or out.resolve() in inside.parents:
+            return f"--out {out} holds the input {input_location}; filtering there would overwrite it: choose another --out"
+    if (out / "raw").is_dir():
+        return (f"{out} is a build-corpus folder; rerun build-corpus there to refilter it (its raw shards keep every "
+                "story), or choose another --out")
+    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    if not entries or _is_filter_output(out):
+        return None
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    return (f"{out} already holds files that tinylang filter did not write ({shown}); filtering there would "
+            "overwrite them: choose a new or empty --out")
+
+
+def run_pipeline(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
                  validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
+    """``tinylang filter``: check ``out`` (see ``output_problem``), then ``filter_records`` into it."""
+    problem = output_problem(out, records.location if isinstance(records, StoryInput) else None)
+    if problem:
+        raise FilterOutputError(problem)
+    return filter_records(pack, records, out, total, workers, validation_fraction, console)
+
+
+def filter_records(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
+                   validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
     """Filter ``records`` into ``out``: kept stories streamed to a scratch JSONL, then split to parquet."""
-    out.mkdir(parents=True, exist_ok=True)
-    scratch = out / "kept.jsonl.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FilterOutputError(f"cannot write to {out}: {error.strerror or error}") from None
+    scratch = out / SCRATCH_NAME
     pipeline = FilterPipeline(pack)
     progress = Progress(TextColumn("[bold]filter"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[kept]}"),
                         TimeRemainingColumn(), console=console or Console(stderr=True))
@@ -102,3 +183,28 @@ def stats_table(stats: FilterStats, filter_names: list[str]) -> str:
         lines.append("")
         lines.append("Repaired on kept stories: " + ", ".join(f"{k} {v:,}" for k, v in stats.repaired.most_common()))
     return "\n".join(lines)
+
+
+def _holds_story_records(path: Path) -> bool:
+    """A JSONL of StoryRecords (a raw shard, rejected.jsonl) rather than plain rows: its first row
+    validates as a record. Plain rows that happen to have ``lang`` or ``source`` fields do not."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    StoryRecord.model_validate_json(line)
+                except ValueError:
+                    return False
+                return True
+    return False
+
+
+def _is_filter_output(out: Path) -> bool:
+    """An earlier run's output: its stats.json (written after the run) or its scratch file (a run cut short)."""
+    if (out / SCRATCH_NAME).is_file():
+        return True
+    try:
+        stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(stats, dict) and {"seen", "kept", "dropped_by"} <= stats.keys() and "plan" not in stats
