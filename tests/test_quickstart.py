@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, monkeypatch):
     assert "judge_scores.png" not in report  # no judge configured
     assert (result.run / "eval" / "quickstart" / "report.md").is_file()
     assert (result.corpus / "train.parquet").is_file()
+    stats_before = json.loads((result.corpus / "stats.json").read_text())["splits"]
     # Again, now with a judge: the corpus and the run are reused, not rebuilt or retrained.
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     grades = json.dumps({"grammar": 5, "creativity": 4, "consistency": 3, "plot": 2, "age_group": "A"})
@@ -41,3 +43,9 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, monkeypatch):
     report = again.report.read_text()
     assert report.count("4 steps") == 1 and "judge grammar 5.000" in report
     assert "](judge_scores.png)" in report and (again.run / "judge_scores.png").stat().st_size > 1000
+    # A smaller --n later: build-corpus would refuse to shrink the folder, so the demo uses it whole.
+    options.n = 60
+    out = io.StringIO()
+    quickstart(options, Console(file=out, width=200))
+    assert "already holds a corpus of 120 planned stories: using it" in out.getvalue()
+    assert json.loads((result.corpus / "stats.json").read_text())["splits"] == stats_before

@@ -230,3 +230,100 @@ def test_an_unchanged_corpus_keeps_its_splits_untouched_and_no_filter_rewrites_t
     assert again.stats["filter"]["kept"] >= 28
     unfiltered = build_corpus(BuildOptions(lang="fi", n=30, out=out, filter=False))
     assert unfiltered.stats["filter"] is None and sum(unfiltered.stats["splits"].values()) == 30
+
+
+# --- which folders a build may write into, and reruns with other options ------------------------------------
+
+
+def test_an_out_that_is_a_file_is_one_clear_line(tiny_pack, tmp_path):
+    existing = tmp_path / "notes.txt"
+    existing.write_text("mine\n")
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "5", "--out", str(existing)])
+    assert result.exit_code == 1 and "is a file, not a folder" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert existing.read_text() == "mine\n"
+
+
+def test_a_folder_of_other_data_is_never_overwritten(tiny_pack, tmp_path):
+    out = tmp_path / "someone-elses"
+    out.mkdir()
+    (out / "train.parquet").write_bytes(b"their corpus")
+    (out / "validation.parquet").write_bytes(b"their validation")
+    with pytest.raises(BuildError, match="already holds files that build-corpus did not write .*train.parquet"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out, filter=False))
+    assert (out / "train.parquet").read_bytes() == b"their corpus" and not (out / "raw").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=empty, filter=False)).stats["corpus"]["stories"] == 5
+
+
+def test_format_instruct_on_a_plain_folder_renders_the_instruct_column(tiny_pack, tmp_path):
+    out = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=12, out=out, filter=False))
+    assert all(r.instruct is None for r in read_parquet(out / "train.parquet"))
+    upgraded = build_corpus(BuildOptions(lang=str(tiny_pack), n=12, out=out, format="instruct", filter=False))
+    assert upgraded.stats["last_run"]["written"] == 0 and upgraded.stats["format"] == "instruct"
+    records = [r for split in ("train", "validation") for r in read_parquet(out / f"{split}.parquet")]
+    assert len(records) == 12 and all(r.instruct and r.instruct.endswith(r.text) for r in records)
+    # An instruct folder stays instruct: a later plain command (the default) keeps and extends the column.
+    extended = build_corpus(BuildOptions(lang=str(tiny_pack), n=15, out=out, filter=False))
+    assert extended.stats["format"] == "instruct"
+    assert all(r.instruct for split in ("train", "validation") for r in read_parquet(out / f"{split}.parquet"))
+
+
+def test_another_seed_lang_or_a_smaller_n_is_refused_naming_the_folders_value(tiny_pack, tmp_path):
+    out = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=20, out=out, filter=False))
+    splits = {s: (out / f"{s}.parquet").read_bytes() for s in ("train", "validation")}
+    with pytest.raises(BuildError, match="built with --seed 0, and this build has --seed 5"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=20, out=out, seed=5, filter=False))
+    with pytest.raises(BuildError, match="built with --seed 0"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=20, out=out, seed=5, dry_run=True))
+    with pytest.raises(BuildError, match="20 planned stories; --n 8 would shrink its splits"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=8, out=out, filter=False))
+    source = tmp_path / "english.jsonl"
+    source.write_text("".join(json.dumps({"id": f"s{i}", "text": f"Tom had a dog number {i}."}) + "\n" for i in range(20)))
+    with pytest.raises(BuildError, match="built with --mode generate"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=20, out=out, mode="translate", source=str(source),
+                                  backend="llm", model="m", base_url="http://127.0.0.1:9"))
+    assert {s: (out / f"{s}.parquet").read_bytes() for s in splits} == splits
+    assert sum(1 for shard in (out / "raw").glob("*.jsonl") for _ in read_jsonl(shard)) == 20
+    # The message reaches the user as one line.
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "20", "--out", str(out),
+                                      "--seed", "5"])
+    assert result.exit_code == 1 and "rerun with --seed 0" in " ".join(result.output.split())
+
+
+def test_folders_built_before_the_plan_was_stored_are_checked_too(tiny_pack, tmp_path):
+    out = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, seed=3, filter=False))
+    stats = json.loads((out / "stats.json").read_text())
+    del stats["plan"]
+    (out / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(BuildError, match="built with --seed 3"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, filter=False))
+    (out / "stats.json").unlink()  # a first build cut short: only the raw shards say what it was
+    with pytest.raises(BuildError, match="built with --seed 3"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, filter=False))
+    assert build_corpus(BuildOptions(lang=str(tiny_pack), n=10, out=out, seed=3, filter=False)).stats["missing"] == 0
+
+
+def test_grammar_dry_run_says_it_sends_nothing_and_costs_nothing(tiny_pack, tmp_path):
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "20", "--out", str(tmp_path / "c"),
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "story grammar would write 20 stories" in text and "sends no requests and costs nothing" in text
+    assert "20 requests" not in text and "no price known" not in text and not (tmp_path / "c").exists()
+
+
+def test_a_model_without_an_endpoint_is_priced_by_a_dry_run_and_refused_by_a_build(tiny_pack, tmp_path):
+    out = tmp_path / "c"
+    dry = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "20", "--out", str(out),
+                                   "--model", "gpt-4o-mini", "--dry-run"])
+    text = " ".join(dry.output.split())
+    assert dry.exit_code == 0 and "Dry run (llm): 20 requests to send" in text and "estimated cost $" in text
+    assert "needs OPENAI_API_KEY" in text
+    with pytest.raises(BuildError, match="--model gpt-4o-mini needs an endpoint: set OPENAI_API_KEY"):
+        build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out, model="gpt-4o-mini"))
+    assert not out.exists()

@@ -308,6 +308,8 @@ def build_corpus_command(
         _fail("interrupted; every finished story is saved, run the same command again to continue", 130)
     if dry_run:
         estimate = result.stats["dry_run"]
+        if result.backend == "grammar":
+            return  # build_corpus said what the grammar would write: no requests, no tokens, no cost
         cost = estimate.get("cost_usd")
         console.print(
             f"Dry run ({result.backend}): {estimate['requests']:,} requests to send "
@@ -320,7 +322,8 @@ def build_corpus_command(
     stats = result.stats
     run = stats["last_run"]
     if run["written"] == 0 and not run["failed"] and not stats["missing"]:
-        console.print(f"Nothing to do: {result.out} already holds all {stats['corpus']['stories']:,} stories.")
+        console.print(f"No stories to write: {result.out} already holds all {stats['corpus']['stories']:,}; splits: "
+                      f"train {stats['splits']['train']:,}, validation {stats['splits']['validation']:,}.")
         return
     console.print(
         f"Wrote {run['written']:,} stories in {run['seconds']:.1f} s ({run['stories_per_s'] or 0:,.1f}/s); "

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from .checkpoint import load_model
 from .corpus.build import BuildOptions, build_corpus
+from .corpus.folder import stored_plan
 from .evaluate.compare import comparison_table, plot_judge_scores, plot_story_metrics, plot_training_curve
 from .evaluate.run import EvalOptions, evaluate
 from .generate import complete_story
@@ -59,11 +60,17 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
     pack = load_pack(options.lang)
     corpus = Path("data") / f"{pack.code}-generate"
     run = Path("runs") / f"quickstart-{pack.code}"
-    console.rule(f"1/4 corpus: {options.n:,} {pack.name} stories -> {corpus}")
+    n = options.n
+    planned = stored_plan(corpus).get("n")
+    if planned and planned > n:  # build-corpus refuses to shrink a corpus; the demo uses it whole
+        console.print(f"{corpus} already holds a corpus of {planned:,} planned stories: using it "
+                      f"(delete {corpus} for a smaller one).")
+        n = planned
+    console.rule(f"1/4 corpus: {n:,} {pack.name} stories -> {corpus}")
     # The story grammar whenever the pack has one, even with an API key in the environment: the
     # demo stays offline and free, and a key set for the judge must not turn step 1 into LLM calls.
     backend = "grammar" if pack.has_grammar else "auto"
-    built = build_corpus(BuildOptions(lang=options.lang, n=options.n, out=corpus, backend=backend,
+    built = build_corpus(BuildOptions(lang=options.lang, n=n, out=corpus, backend=backend,
                                       filter_workers=os.cpu_count() or 1), console)
     console.rule(f"2/4 training {_recipe_path(options)} -> {run}")
     recipe = load_recipe(_recipe_path(options), [f"data.path={corpus}", f"output.dir={run}", *options.overrides])

@@ -6,27 +6,28 @@
 The folder it fills (default ``data/<lang>-<mode>``): ``raw/shard-*.jsonl`` (append-only, written as
 results arrive), ``failures.jsonl``, ``llm-cache.sqlite``, ``train.parquet``, ``validation.parquet``,
 ``stats.json`` and ``card.md``. Running the same command again resumes: finished stories are kept,
-failed ones are asked again, and cached answers are not paid for twice.
+failed ones are asked again, and cached answers are not paid for twice. It writes only into a new,
+empty or earlier build-corpus folder, and a rerun must plan the same stories (``corpus/folder.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from rich.console import Console
 
 from ..langpack import LanguagePack, PackError, load_pack
-from ..llm import LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, estimate_tokens
+from ..llm import PRICES_PER_MTOK, LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, estimate_tokens
 from ..records import StoryRecord
 from .card import write_card, write_stats
+from .folder import current_plan, folder_problem, plan_conflict, read_stats, stored_plan
 from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation
 from .progress import BuildProgress
 from .store import CorpusStore
@@ -81,12 +82,30 @@ class BuildResult:
     stats: dict = field(default_factory=dict)
 
 
+def endpoint_configured(options: BuildOptions) -> bool:
+    return bool(options.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+
+
 def resolve_backend(options: BuildOptions) -> str:
-    """``auto`` means: the LLM when an endpoint is configured, the offline story grammar otherwise."""
+    """``auto`` means: the LLM when an endpoint is configured or a ``--model`` is named (naming a model
+    asks for it; without an endpoint the build refuses rather than write grammar stories instead),
+    the offline story grammar otherwise."""
     if options.backend != "auto":
         return options.backend
-    configured = options.base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY")
-    return "llm" if configured else "grammar"
+    return "llm" if endpoint_configured(options) or options.model else "grammar"
+
+
+def priced_settings(options: BuildOptions) -> LLMSettings:
+    """The model and its prices only, for a dry run without an endpoint: what the build would cost."""
+    model = options.model or os.environ.get("OPENAI_MODEL")
+    if not model:
+        raise BuildError("no model given: pass --model (or set OPENAI_MODEL) to estimate what the LLM would cost")
+    known_input, known_output = PRICES_PER_MTOK.get(model, (None, None))
+    return LLMSettings(
+        model=model, max_tokens=options.max_tokens,
+        price_input_per_mtok=options.price_input_per_mtok if options.price_input_per_mtok is not None else known_input,
+        price_output_per_mtok=options.price_output_per_mtok if options.price_output_per_mtok is not None else known_output,
+    )
 
 
 def llm_settings(options: BuildOptions) -> LLMSettings:
@@ -134,14 +153,22 @@ def grammar_version(pack: LanguagePack) -> str:
 
 def story_record(pack: LanguagePack, options: BuildOptions, request: StoryRequest, text: str, **fields) -> StoryRecord:
     """A record with everything the request asked for; the backend adds source, model and usage."""
-    words = list(request.words.values())
-    return StoryRecord(
+    record = StoryRecord(
         id=request.id, lang=pack.code, text=text, mode=options.mode, words=dict(request.words),
         features=list(request.features), source_id=request.source_id,
-        source_dataset=options.source if options.mode == "translate" else None,
-        instruct=pack.instruct_text(words, list(request.features), text) if options.format == "instruct" and words else None,
-        **fields,
+        source_dataset=options.source if options.mode == "translate" else None, **fields,
     )
+    return with_instruct(pack, record) if options.format == "instruct" else record
+
+
+def with_instruct(pack: LanguagePack, record: StoryRecord) -> StoryRecord:
+    """The record with its TinyStories-Instruct rendering, derived from its words, features and text
+    (so a plain corpus can become an instruct one without asking again). Translations have no words
+    and get none."""
+    if record.instruct is not None or not record.words:
+        return record
+    instruct = pack.instruct_text(list(record.words.values()), list(record.features), record.text)
+    return record.model_copy(update={"instruct": instruct})
 
 
 def run_grammar(pack: LanguagePack, options: BuildOptions, pending: list[StoryRequest], store: CorpusStore,
@@ -196,48 +223,95 @@ async def run_llm(pack: LanguagePack, options: BuildOptions, pending: list[Story
 
 def dry_run_estimate(pack: LanguagePack, options: BuildOptions, settings: LLMSettings | None,
                      pending: list[StoryRequest]) -> dict:
+    """Requests, tokens and cost of the pending stories; the grammar sends nothing and costs nothing."""
+    if settings is None:
+        return {"requests": 0, "stories": len(pending), "prompt_tokens": 0, "completion_tokens": 0,
+                "completion_tokens_max": 0, "cost_usd": 0.0}
     source_language = source_language_name(options.source_lang)
     prompt_tokens = sum(estimate_tokens(messages_for(pack, r, source_language)[0]["content"]) for r in pending)
     story_tokens = options.expected_story_tokens
     if options.mode == "translate":  # a translation is about as long as its source
         story_tokens = sum(estimate_tokens(r.source_text or "") for r in pending) // max(1, len(pending))
-    estimate = {"requests": len(pending), "prompt_tokens": prompt_tokens,
+    estimate = {"requests": len(pending), "stories": len(pending), "prompt_tokens": prompt_tokens,
                 "completion_tokens": story_tokens * len(pending), "completion_tokens_max": options.max_tokens * len(pending)}
-    if settings:
-        cost = settings.cost_usd(estimate["prompt_tokens"], estimate["completion_tokens"])
-        if cost is not None and options.batch_api:
-            cost /= 2
-        estimate["cost_usd"] = cost
-        estimate["model"] = settings.model
+    cost = settings.cost_usd(estimate["prompt_tokens"], estimate["completion_tokens"])
+    if cost is not None and options.batch_api:
+        cost /= 2
+    estimate["cost_usd"] = cost
+    estimate["model"] = settings.model
     return estimate
 
 
-def build_corpus(options: BuildOptions, console: Console | None = None) -> BuildResult:
-    console = console or Console(stderr=True)
-    pack = load_pack(options.lang)
+def choose_backend(pack: LanguagePack, options: BuildOptions, console: Console) -> tuple[str, LLMSettings | None]:
+    """The backend and, for the LLM, its settings; says why when ``auto`` picked the grammar, and
+    refuses a named --model without an endpoint (a dry run still prices it)."""
     backend = resolve_backend(options)
     if backend == "grammar" and options.mode == "translate":
         raise BuildError("translation needs an LLM: pass --base-url/--model (or set OPENAI_API_KEY)")
     if backend == "grammar" and not pack.has_grammar:
         raise BuildError(f"the {pack.name} pack has no story grammar, so it needs an LLM: pass --base-url and "
                          "--model (or set OPENAI_API_KEY)")
-    if backend == "grammar" and options.backend == "auto":
-        console.print("No LLM endpoint configured (--base-url, OPENAI_BASE_URL or OPENAI_API_KEY): "
-                      f"writing stories with the offline {pack.name} story grammar (source: grammar).")
+    if backend == "grammar":
+        if options.backend == "auto":
+            console.print("No LLM endpoint configured (--base-url, OPENAI_BASE_URL or OPENAI_API_KEY): "
+                          f"writing stories with the offline {pack.name} story grammar (source: grammar).")
+        return backend, None
+    if not endpoint_configured(options) and options.dry_run:
+        settings = priced_settings(options)
+        console.print(f"No LLM endpoint configured: estimating what {settings.model} would cost; the real build "
+                      "needs OPENAI_API_KEY (or --base-url for a local server).")
+        return backend, settings
+    if not endpoint_configured(options) and options.model:
+        grammar = (f", or leave out --model to write stories with the offline {pack.name} story grammar"
+                   if pack.has_grammar and options.mode == "generate" else "")
+        raise BuildError(f"--model {options.model} needs an endpoint: set OPENAI_API_KEY for api.openai.com, or pass "
+                         f"--base-url for a local server{grammar}")
     try:
-        settings = llm_settings(options) if backend == "llm" else None
+        return backend, llm_settings(options)
     except LLMFatalError as error:
         raise BuildError(str(error)) from None
+
+
+def reconcile_plan(pack: LanguagePack, options: BuildOptions, out: Path, planned: int, console: Console) -> BuildOptions:
+    """Refuse a build that would plan other or fewer stories than ``out`` holds; an instruct folder
+    stays instruct, and a plain one becomes instruct on request."""
+    stored = stored_plan(out)
+    problem = plan_conflict(out, stored, current_plan(pack.code, options, planned))
+    if problem:
+        raise BuildError(problem)
+    if stored.get("format") == "instruct" and options.format == "plain":
+        console.print(f"{out} is an instruct corpus (built with --format instruct): keeping the instruct column.")
+        return replace(options, format="instruct")
+    if stored.get("format") == "plain" and options.format == "instruct":
+        console.print(f"{out} was built with --format plain: its stories get the instruct column too, "
+                      "rendered from their words, features and text (nothing is asked again); the splits are rewritten.")
+    return options
+
+
+def build_corpus(options: BuildOptions, console: Console | None = None) -> BuildResult:
+    console = console or Console(stderr=True)
+    pack = load_pack(options.lang)
+    out = options.out_dir
+    problem = folder_problem(out)  # first: a wrong --out must not cost a source download
+    if problem:
+        raise BuildError(problem)
+    backend, settings = choose_backend(pack, options, console)
     requests = plan(pack, options, backend)
     if options.mode == "translate" and len(requests) < options.n:
         console.print(f"[yellow]The source has only {len(requests)} stories; translating those.[/]")
-    out = options.out_dir
+    options = reconcile_plan(pack, options, out, len(requests), console)
     if options.dry_run:
         done = CorpusStore(out).done_ids() if (out / "raw").is_dir() else set()
         pending = [r for r in requests if r.id not in done]
         estimate = dry_run_estimate(pack, options, settings, pending) | {"backend": backend, "already_done": len(done)}
+        if backend == "grammar":
+            console.print(f"Dry run: the offline {pack.name} story grammar would write {len(pending):,} stories "
+                          f"({len(done):,} already in {out}); it sends no requests and costs nothing.")
         return BuildResult(out, backend, {"dry_run": estimate})
-    store = CorpusStore(out)
+    try:
+        store = CorpusStore(out)
+    except OSError as error:
+        raise BuildError(f"cannot write to {out}: {error.strerror or error}") from None
     written = store.scan()
     others = sorted(set(written.values()) - {backend})
     if others:
@@ -273,44 +347,46 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
     seconds = time.perf_counter() - started
     planned = [r.id for r in requests]
     fingerprint = splits_fingerprint(pack, options, store, len(planned))
-    previous = _previous_stats(out)
+    previous = read_stats(out)
     if previous.get("splits_fingerprint") == fingerprint and all((out / f"{s}.parquet").is_file() for s in ("train", "validation")):
         # Nothing changed (stories, pack, thresholds): keep the splits as they are, so caches built on them stay valid.
         filter_stats, split_counts = previous.get("filter"), previous["splits"]
     elif options.filter:
-        from ..filters.run import run_pipeline
+        from ..filters.run import filter_records
 
-        filter_stats = run_pipeline(pack, store.final_records(planned), out, len(planned), options.filter_workers,
-                                    options.validation_fraction, console).as_dict()
+        filter_stats = filter_records(pack, split_records(pack, options, store, planned), out, len(planned),
+                                      options.filter_workers, options.validation_fraction, console).as_dict()
         split_counts = {split: _parquet_rows(out / f"{split}.parquet") for split in ("train", "validation")}
     else:
         filter_stats = None
-        split_counts = store.write_splits(planned, options.validation_fraction)
+        split_counts = store.write_splits(split_records(pack, options, store, planned), planned, options.validation_fraction)
     run = {"backend": backend, "written": len(pending) - failures, "failed": failures, "seconds": round(seconds, 2),
            "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
     if client:
         run["llm"] = client.usage.as_dict() | {"settings": settings.public()}
-    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats, fingerprint)
+    stats = write_stats(out, pack, options, requests, split_counts, run, filter_stats, fingerprint,
+                        current_plan(pack.code, options, len(planned)))
     write_card(out, pack, options, stats)
     return BuildResult(out, backend, stats)
 
 
+def split_records(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: list[str]):
+    """The planned stories as they go into the splits: with the instruct column in an instruct corpus."""
+    records = store.final_records(planned)
+    return (with_instruct(pack, r) for r in records) if options.format == "instruct" else records
+
+
 def splits_fingerprint(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: int) -> str:
     """What the splits depend on: the raw shards, the plan size, the split fraction, filtering on or
-    off, and every pack file the filters read (pack.yaml thresholds, vocabulary, word lists)."""
-    digest = hashlib.sha256(f"{planned}:{options.validation_fraction}:{options.filter}".encode())
+    off, the instruct column, and every pack file the filters read (pack.yaml thresholds, vocabulary,
+    word lists)."""
+    instruct = ":instruct" if options.format == "instruct" else ""  # plain corpora keep their old fingerprint
+    digest = hashlib.sha256(f"{planned}:{options.validation_fraction}:{options.filter}{instruct}".encode())
     for shard in store.shards():
         digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
     for name in ("pack.yaml", "vocabulary.tsv", "function-words.txt", "names.txt"):
         digest.update((pack.directory / name).read_bytes())
     return digest.hexdigest()[:16]
-
-
-def _previous_stats(out: Path) -> dict:
-    try:
-        return json.loads((out / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _parquet_rows(path: Path) -> int:

@@ -37,7 +37,8 @@ def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
 
 
 def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: dict, run: dict,
-                filter_stats: dict | None = None, splits_fingerprint: str | None = None) -> dict:
+                filter_stats: dict | None = None, splits_fingerprint: str | None = None, plan: dict | None = None) -> dict:
+    """``plan`` (lang, mode, seed or source, n, format) is what the next build of ``out`` is checked against."""
     wanted = {r.id for r in requests}
     failures_path = out / "failures.jsonl"
     failed_ids = set()
@@ -51,6 +52,7 @@ def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: 
         "failed_pending_retry": len((failed_ids & wanted) - written),
         "filter": filter_stats,
         "splits_fingerprint": splits_fingerprint,
+        "plan": plan,
         "last_run": run,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -62,7 +64,9 @@ def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
     lines = [
         f"# {pack.name} TinyStories-style corpus ({options.mode})",
         "",
-        f"Built with `tinylang build-corpus --lang {pack.code} --mode {options.mode} --n {options.n}`.",
+        f"Built with `tinylang build-corpus --lang {pack.code} --mode {options.mode} --n {options.n}"
+        + (f" --seed {options.seed}" if options.mode == "generate" and options.seed else "")
+        + (" --format instruct" if options.format == "instruct" else "") + "`.",
         "",
         "| | |", "|---|---|",
         f"| language | {pack.name} ({pack.code}) |",

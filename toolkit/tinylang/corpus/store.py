@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..records import StoryRecord, read_jsonl, record_line, repair_torn_tail, write_split_parquets
@@ -88,10 +88,11 @@ class CorpusStore:
                     seen.add(record.id)
                     yield record
 
-    def write_splits(self, wanted: list[str], validation_fraction: float) -> dict[str, int]:
-        """train.parquet and validation.parquet of the wanted stories, in one pass over the shards."""
+    def write_splits(self, records: Iterable[StoryRecord], wanted: list[str], validation_fraction: float) -> dict[str, int]:
+        """train.parquet and validation.parquet of ``records`` (the wanted stories, e.g. from
+        ``final_records``), in one pass; which are held out is decided by the wanted ids alone."""
         validation = validation_ids(wanted, validation_fraction)
-        return write_split_parquets(self.directory, self.final_records(wanted), validation)
+        return write_split_parquets(self.directory, records, validation)
 
 
 def validation_ids(ids: list[str], fraction: float) -> set[str]:
