@@ -1,7 +1,8 @@
 """Export a run for sharing: ``model.safetensors``, ``config.json`` and a model card (README.md).
 
 Safetensors holds only tensors (no pickled code), so an export is safe to download and load; the
-config carries the model shape and the id scheme, the card says how the model was trained.
+config carries the model shape and the id scheme, the card says how the model was trained. The
+output folder must be new, empty or an earlier export: nothing else in it is overwritten.
 
     export_run("runs/fi-tiny", "exports/fi-tiny")
 """
@@ -14,19 +15,35 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
 from .recipe import recipe_from_dict, recipe_to_yaml
 
 
+EXPORT_FILES = ("model.safetensors", "config.json", "recipe.yaml", "README.md")
+
+
+class ExportError(CheckpointError):
+    """A run that cannot be exported, or an output folder that must not be written into."""
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    problem = run_problem(run_dir) or output_problem(out_dir)
+    if problem:
+        raise ExportError(problem)
     payload = load_checkpoint(run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir)
     recipe = recipe_from_dict(payload["recipe"], source=str(run_dir))
     config = MegabyteConfig.model_validate(payload["model_config"])
     model = Megabyte(config)
-    model.load_state_dict(payload["model"])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise ExportError(f"{run_dir}: weights do not fit the stored model config ({error})") from None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExportError(f"cannot write to {out_dir}: {error.strerror or error}") from None
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
     training = {
         "steps": payload["step"],
@@ -47,6 +64,45 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(meta, Path(recipe.output.dir).name, out_dir), encoding="utf-8")
     return out_dir
+
+
+def run_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir`` is not something to export, in words a user can act on; None when it may be."""
+    if run_dir.is_dir() and (run_dir / "model.safetensors").is_file():
+        return (f"{run_dir} is already an export (model.safetensors, config.json); export takes a run directory "
+                "(a recipe's output.dir) or its checkpoint.pt, and the export folder can be shared as it is")
+    if not run_dir.exists() or (run_dir.is_dir() and not (run_dir / CHECKPOINT_NAME).is_file()):
+        return (f"{run_dir}: no checkpoint here; export takes a run directory (a recipe's output.dir, with the "
+                f"{CHECKPOINT_NAME} tinylang train writes) or a checkpoint file")
+    return None
+
+
+def output_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` must not receive an export: a file, or a folder of other things (an export
+    would overwrite its README.md, config.json ...). New, empty and earlier exports are fine."""
+    for place in (out_dir, *out_dir.parents):
+        if place.exists() and not place.is_dir():
+            return f"{place} is a file, not a folder; export writes a folder ({', '.join(EXPORT_FILES)})"
+        if place.exists():
+            break
+    if not out_dir.is_dir() or is_export(out_dir):
+        return None
+    entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))
+    if not entries:
+        return None
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    return (f"{out_dir} already holds files that are not an export ({shown}); exporting there would overwrite "
+            "them: choose a new or empty folder")
+
+
+def is_export(folder: Path) -> bool:
+    """A folder export_run wrote: model.safetensors and a config.json naming the architecture."""
+    if not (folder.is_dir() and (folder / "model.safetensors").is_file()):
+        return False
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architecture") == "megabyte"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def model_card(meta: dict, run_name: str, folder: Path) -> str:
