@@ -46,7 +46,7 @@ def test_a_folder_of_other_files_is_not_overwritten_but_an_earlier_export_is(run
     docs.mkdir()
     (docs / "README.md").write_text("our project readme")
     _, failed_cleanly, text = export_cli(str(run_dir), str(docs))
-    assert failed_cleanly and "already holds files that are not an export (README.md)" in text
+    assert failed_cleanly and "already holds files that export did not write (README.md)" in text
     assert (docs / "README.md").read_text() == "our project readme"
     with pytest.raises(ExportError, match="already holds files"):
         export_run(run_dir, run_dir)  # the run folder itself

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
+from .outputs import output_folder_problem
 from .recipe import recipe_from_dict, recipe_to_yaml
 
 
@@ -78,21 +79,8 @@ def run_problem(run_dir: Path) -> str | None:
 
 
 def output_problem(out_dir: Path) -> str | None:
-    """Why ``out_dir`` must not receive an export: a file, or a folder of other things (an export
-    would overwrite its README.md, config.json ...). New, empty and earlier exports are fine."""
-    for place in (out_dir, *out_dir.parents):
-        if place.exists() and not place.is_dir():
-            return f"{place} is a file, not a folder; export writes a folder ({', '.join(EXPORT_FILES)})"
-        if place.exists():
-            break
-    if not out_dir.is_dir() or is_export(out_dir):
-        return None
-    entries = sorted(p.name for p in out_dir.iterdir() if not p.name.startswith("."))
-    if not entries:
-        return None
-    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-    return (f"{out_dir} already holds files that are not an export ({shown}); exporting there would overwrite "
-            "them: choose a new or empty folder")
+    """Why ``out_dir`` must not receive an export (it would overwrite a README.md, config.json ...)."""
+    return output_folder_problem(out_dir, "export", is_export, option="OUT_DIR")
 
 
 def is_export(folder: Path) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..outputs import output_folder_problem
 from ..records import StoryRecord
 
 # Options that decide which stories a folder holds, with the flag that sets each.
@@ -23,22 +24,8 @@ PLAN_FLAGS = {"lang": "--lang", "mode": "--mode", "seed": "--seed", "source": "-
 
 
 def folder_problem(out: Path) -> str | None:
-    """Why build-corpus must not write into ``out``: it is a file, or a folder holding files that
-    build-corpus did not write (they would be overwritten). None for a new, empty or own folder."""
-    out = Path(out)
-    for place in (out, *out.parents):
-        if place.exists() and not place.is_dir():
-            return f"{place} is a file, not a folder; --out takes a folder (new, empty, or an earlier build-corpus output)"
-        if place.exists():
-            break
-    if not out.is_dir() or (out / "raw").is_dir():
-        return None
-    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    if not entries:
-        return None
-    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-    return (f"{out} already holds files that build-corpus did not write ({shown}); building there would "
-            "overwrite them: choose a new or empty --out")
+    """Why build-corpus must not write into ``out`` (its own folders hold ``raw/``)."""
+    return output_folder_problem(out, "build-corpus", lambda folder: (folder / "raw").is_dir())
 
 
 def current_plan(lang: str, options, planned_stories: int) -> dict:

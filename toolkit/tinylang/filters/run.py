@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..corpus.store import validation_ids
 from ..langpack import LanguagePack
+from ..outputs import output_folder_problem
 from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
 from ..sources import SPLITS, SourceError, StorySource, iter_source_rows, open_source
 from .pipeline import FilterPipeline, FilterStats, Rejection
@@ -104,29 +105,17 @@ def count_input(location: Path) -> int | None:
 
 
 def output_problem(out: Path, input_location: Path | None = None) -> str | None:
-    """Why the filter must not write into ``out``, or None: a file; the input itself; a build-corpus
-    folder (rebuild it with build-corpus to refilter); a folder of files the filter did not write."""
+    """Why the filter must not write into ``out``, or None: the input itself; a build-corpus folder
+    (rebuild it with build-corpus to refilter); a file, or a folder of files the filter did not write."""
     out = Path(out)
-    for place in (out, *out.parents):
-        if place.exists() and not place.is_dir():
-            return f"{place} is a file, not a folder; --out takes a folder (new, empty, or an earlier filter output)"
-        if place.exists():
-            break
-    if not out.is_dir():
-        return None
-    if input_location is not None and input_location.exists():
+    if out.is_dir() and input_location is not None and input_location.exists():
         inside = input_location.resolve()
         if inside == out.resolve() or out.resolve() in inside.parents:
             return f"--out {out} holds the input {input_location}; filtering there would overwrite it: choose another --out"
     if (out / "raw").is_dir():
         return (f"{out} is a build-corpus folder; rerun build-corpus there to refilter it (its raw shards keep every "
                 "story), or choose another --out")
-    entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    if not entries or _is_filter_output(out):
-        return None
-    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-    return (f"{out} already holds files that tinylang filter did not write ({shown}); filtering there would "
-            "overwrite them: choose a new or empty --out")
+    return output_folder_problem(out, "tinylang filter", _is_filter_output)
 
 
 def run_pipeline(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
