@@ -31,7 +31,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def train(
-    recipe: Path = typer.Argument(..., help="Recipe YAML, e.g. recipes/fi-tiny.yaml."),
+    recipe: Path = typer.Argument(..., metavar="RECIPE", help="Recipe YAML, e.g. recipes/fi-tiny.yaml."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set train.max_steps=500 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output.dir from its checkpoint."),
 ) -> None:
@@ -54,7 +54,7 @@ def train(
 
 @app.command()
 def generate(
-    run: Path = typer.Argument(..., help="Run directory, checkpoint file, or exported folder."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory, checkpoint file, or exported folder."),
     prompt: str = typer.Option("", "--prompt", "-p", help="Story beginning to continue."),
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes to generate per story."),
     temperature: float = typer.Option(0.8, "--temperature", "-t", min=0.0, help="0 means greedy."),
@@ -125,7 +125,7 @@ def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str
 
 @app.command()
 def serve(
-    run: Path = typer.Argument(..., help="Run directory, checkpoint file, or exported folder."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory, checkpoint file, or exported folder."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes the model to the network."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free port)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model id clients send (default: the run folder's name)."),
@@ -185,8 +185,8 @@ def serve(
 
 @app.command()
 def export(
-    run: Path = typer.Argument(..., help="Run directory (or checkpoint file)."),
-    out: Path = typer.Argument(..., help="Folder for model.safetensors, config.json, README.md."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory (or checkpoint file)."),
+    out: Path = typer.Argument(..., metavar="OUT_DIR", help="Folder for model.safetensors, config.json, README.md."),
 ) -> None:
     """Export a trained run as safetensors + config + model card."""
     from .checkpoint import CheckpointError
@@ -204,7 +204,7 @@ app.add_typer(langpack_app, name="langpack")
 
 
 @langpack_app.command("show")
-def langpack_show(lang: str = typer.Argument(..., help="Pack code (fi, en, sv) or a pack folder.")) -> None:
+def langpack_show(lang: str = typer.Argument(..., metavar="LANG", help="Pack code (fi, en, sv) or a pack folder.")) -> None:
     """Summarise a language pack: vocabulary, names, features, prompts, grammar."""
     from .langpack import PackError, load_pack, summarise_pack
 
@@ -224,7 +224,7 @@ def langpack_show(lang: str = typer.Argument(..., help="Pack code (fi, en, sv) o
 
 @langpack_app.command("check")
 def langpack_check(
-    langs: list[str] = typer.Argument(None, help="Pack codes or folders; all packs under corpora/ when omitted."),
+    langs: list[str] = typer.Argument(None, metavar="LANG", help="Pack codes or folders; all packs under corpora/ when omitted."),
 ) -> None:
     """Validate packs: templates render, vocabulary has parts of speech, no duplicates, grammar sound."""
     from .langpack import PackError, available_packs, check_pack, load_pack
@@ -398,7 +398,7 @@ def filter_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    run: Path = typer.Argument(..., help="Run directory (or checkpoint / exported folder)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="Run directory (or checkpoint / exported folder)."),
     lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language pack (default: the training corpus's)."),
     name: str = typer.Option("default", "--name", help="Results go to RUN/eval/NAME/."),
     samples: int = typer.Option(10, "--samples", min=1, help="Completions per story beginning."),
@@ -453,7 +453,7 @@ def evaluate_command(
 
 @app.command("compare")
 def compare_command(
-    runs: list[Path] = typer.Argument(..., help="Run directories that have been evaluated."),
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="Run directories that have been evaluated."),
     out: Path = typer.Option(Path("results/compare"), "--out", help="Folder for comparison.md/.csv and the plots."),
     name: str = typer.Option("default", "--name", help="Which evaluation of each run (RUN/eval/NAME)."),
 ) -> None:
