@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tinylang.checkpoint import CheckpointError, load_checkpoint, load_model
-from tinylang.recipe import OptimConfig, RecipeError, load_recipe
+from tinylang.recipe import OptimConfig, RecipeError, load_recipe, recipe_from_dict
 from tinylang.train import TrainError, learning_rate, train
 
 
@@ -164,3 +164,22 @@ def test_init_from_starts_from_the_pretrained_weights(recipe_file, tmp_path):
     with pytest.raises(TrainError, match="different model shape"):
         train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'other'}", "model.global_dim=64"]),
               console=Console(quiet=True))
+
+
+def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path, monkeypatch):
+    from tests.conftest import make_stories, recipe_dict, write_txt
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    write_txt(project / "data" / "stories.txt", make_stories(100))
+    monkeypatch.chdir(project)
+    raw = recipe_dict(Path("data/stories.txt"), Path("runs/r"), Path("cache")) | {"train": {"max_steps": 1}}
+    train(recipe_from_dict(raw))
+    monkeypatch.chdir(elsewhere)
+    _, recipe = load_model(project / "runs" / "r")
+    assert recipe.data.path == str(project.resolve() / "data" / "stories.txt")
+    _, same = load_model(Path("../project/runs/r"))
+    assert same.data.path == recipe.data.path
+    monkeypatch.chdir(project)  # from the training directory the stored path is kept as it was
+    assert load_model(Path("runs/r"))[1].data.path == "data/stories.txt"

@@ -69,13 +69,31 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
         return _load_export(location, device), None
     path = location / CHECKPOINT_NAME if location.is_dir() else location
     payload = load_checkpoint(path)
-    recipe = recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)")
+    recipe = _with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent)
     model = Megabyte(recipe.model)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit the stored model config ({error})") from None
     return model.to(device).eval(), recipe
+
+
+def _with_data_found(recipe: Recipe, run_dir: Path) -> Recipe:
+    """The stored recipe, with a relative ``data.path`` that does not exist from here made absolute
+    when the run shows where training ran: the run folder ends with the recipe's relative
+    ``output.dir``, so the training directory is what comes before it. Without this, evaluating
+    ``/abs/project/runs/x`` from another directory lost the corpus (its validation split, its
+    stats.json) or took ``data/corpus`` for a Hugging Face dataset name."""
+    data, output = Path(recipe.data.path).expanduser(), Path(recipe.output.dir)
+    if data.is_absolute() or data.exists() or output.is_absolute() or not output.parts:
+        return recipe
+    run_parts, out_parts = run_dir.resolve().parts, Path(os.path.normpath(output)).parts
+    if run_parts[-len(out_parts):] != out_parts:
+        return recipe
+    found = Path(*run_parts[: -len(out_parts)]) / data
+    if not found.exists():
+        return recipe
+    return recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(found)})})
 
 
 def _load_export(folder: Path, device: str | torch.device) -> Megabyte:
