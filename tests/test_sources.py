@@ -138,9 +138,38 @@ def test_a_downloaded_hub_dataset_folder_uses_the_splits_its_file_names_say(tmp_
     assert list(read_stories(source, "train")) == ["yksi", "kaksi", "kolme"]
     assert list(read_stories(source, "validation")) == ["neljä"]
     assert [t for _, t in iter_source_stories(tmp_path / "TinyStories")] == ["yksi", "kaksi", "kolme"]
-    pq.write_table(pa.table({"text": ["kuusi"]}), folder / "extra.parquet")  # names no split: not silently ignored
-    with pytest.raises(SourceError, match="some do not .*extra.parquet"):
-        open_source(tmp_path / "TinyStories")
+    # Files that name no split (a licence, a word list) are left out and listed, not read as stories;
+    # a split shipped twice (TinyStories has .txt and .parquet copies) is read once, from the parquet.
+    (folder.parent / "LICENSE.txt").write_text("MIT\n")
+    write_txt(folder.parent / "TinyStories-train.txt", ["yksi", "kaksi", "kolme"])
+    write_txt(folder.parent / "TinyStories-valid.txt", ["neljä"])
+    source = open_source(tmp_path / "TinyStories")
+    assert list(read_stories(source, "train")) == ["yksi", "kaksi", "kolme"]
+    assert list(read_stories(source, "validation")) == ["neljä"]
+    ignored = {path.name: why for path, why in source.ignored}
+    assert ignored["LICENSE.txt"] == "names no split" and ignored["test-00000-of-00001.parquet"] == "a test split"
+    assert ignored["TinyStories-valid.txt"] == "a .parquet copy of the validation split is read instead"
+
+
+def test_folders_that_are_not_a_dataset_layout_are_refused(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    write_txt(loose / "a.txt", ["yksi"])
+    (loose / "names.txt").write_text("Aino\nEino\n")
+    with pytest.raises(SourceError, match=r"no file here names its split \(a.txt, names.txt\).*point data.path at it"):
+        open_source(loose)
+    interrupted = tmp_path / "built"
+    (interrupted / "raw").mkdir(parents=True)
+    (interrupted / "raw" / "shard-00000.jsonl").write_text("{}\n")
+    with pytest.raises(SourceError, match="build-corpus folder without its train/validation splits"):
+        open_source(interrupted)
+
+
+def test_valid_txt_beside_train_txt_is_the_validation_split(tmp_path):
+    write_txt(tmp_path / "train.txt", ["yksi", "kaksi"])
+    write_txt(tmp_path / "valid.txt", ["kolme"])
+    source = open_source(tmp_path)
+    assert source.has_own_splits and list(read_stories(source, "validation")) == ["kolme"]
 
 
 def test_rows_that_are_not_text_name_the_file_row_and_column(tmp_path):
@@ -180,20 +209,18 @@ def test_null_and_blank_rows_are_skipped_and_counted(tmp_path):
     assert [t for _, t in iter_source_rows(path)] == ["yksi", None, "  ", None, "kaksi"]  # for readers that report them
 
 
-def test_a_folder_of_story_files_is_training_data_with_validation_held_out(tmp_path):
+def test_a_folder_of_training_files_holds_validation_out_by_hash(tmp_path):
     folder = tmp_path / "dirs" / "a"
-    (folder / "more").mkdir(parents=True)
+    (folder / "train").mkdir(parents=True)
     stories = make_stories(120)
-    (folder / "stories.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in stories[:60]))
-    pq.write_table(pa.table({"text": stories[60:90]}), folder / "more" / "part-1.parquet")
-    write_txt(folder / "old.txt", stories[90:])
-    (folder / ".hidden.jsonl").write_text("not even json\n")
-    (folder / "notes.md").write_text("# not data\n")
+    (folder / "train" / "stories.jsonl").write_text("".join(json.dumps({"text": s}) + "\n" for s in stories[:60]))
+    pq.write_table(pa.table({"text": stories[60:]}), folder / "train" / "part-1.parquet")
+    (folder / "train" / ".hidden.jsonl").write_text("not even json\n")
     source = open_source(folder, validation_fraction=0.1)
     train, validation = list(read_stories(source, "train")), list(read_stories(source, "validation"))
     assert sorted(train + validation) == sorted(stories)
     assert validation and not set(train) & set(validation)
-    (folder / "other.jsonl").write_text(json.dumps({"story": "x", "id": 1}) + "\n")  # another column: named, no CastError
+    (folder / "train" / "other.jsonl").write_text(json.dumps({"story": "x", "id": 1}) + "\n")  # another column: named
     with pytest.raises(SourceError, match=r"other.jsonl:1: no 'text' field \(fields: story, id\)"):
         list(read_stories(open_source(folder), "train"))
 

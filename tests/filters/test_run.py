@@ -115,3 +115,28 @@ def test_a_build_corpus_folder_is_not_an_output(rows_file, tmp_path):
     assert fails_cleanly(result) and "holds the input" in text
     result, text = filter_cli(str(tmp_path / "corpus" / "raw" / "shard-00000.jsonl"), "--lang", "fi", "--out", str(corpus))
     assert fails_cleanly(result) and "holds the input" in text and (corpus / "stats.json").read_text() == before
+
+
+def test_an_out_inside_the_input_folder_is_refused(tmp_path):
+    """Its output would be read back as input (a rejected.jsonl growing without end)."""
+    from tests.conftest import write_txt
+
+    folder = tmp_path / "stories"
+    folder.mkdir()
+    write_txt(folder / "train.txt", [FI, FI.replace("Aino", "Eino")])
+    result, text = filter_cli(str(folder), "--lang", "fi", "--out", str(folder / "clean"))
+    assert fails_cleanly(result) and "is inside the input folder" in text and not (folder / "clean").exists()
+
+
+def test_filtering_an_instruct_folder_made_from_a_plain_one_keeps_the_instruct_column(tmp_path):
+    from tinylang.corpus.build import BuildOptions, build_corpus
+
+    corpus = tmp_path / "corpus"
+    build_corpus(BuildOptions(lang="fi", n=6, out=corpus, filter=False))
+    build_corpus(BuildOptions(lang="fi", n=6, out=corpus, format="instruct", filter=False))
+    out = tmp_path / "clean"
+    stats = run_pipeline(load_pack("fi"), read_input(corpus, "fi"), out, None)
+    kept = [r for split in ("train", "validation") for r in read_parquet(out / f"{split}.parquet")]
+    assert stats.kept == len(kept) > 0
+    assert all(r.instruct and r.instruct.startswith(("Sanat: ", "Piirteet: ")) and r.instruct.endswith(r.text)
+               for r in kept)

@@ -199,6 +199,10 @@ def load_split(source: StorySource, split: str, cache_dir: Path, console: Consol
         if not (data_path.is_file() and meta_path.is_file()):
             if console is not None:
                 console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
+                for path, why in source.ignored[:5] if split == "train" else ():
+                    console.print(f"  not read: {path} ({why})")
+                if split == "train" and len(source.ignored) > 5:
+                    console.print(f"  not read: {len(source.ignored) - 5:,} more files")
             stories, skipped = _encode_to_file(source, split, data_path, console)
             meta = {"stories": stories, "skipped": skipped, "source": source.location, "split": split}
             meta_path.write_text(json.dumps(meta))

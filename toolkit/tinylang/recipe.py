@@ -24,7 +24,7 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     path: str = Field(
         ...,
-        description="Corpus directory (train/validation files), a folder of .txt/.jsonl/.parquet story files, "
+        description="Corpus directory (train/validation files), a folder whose file names say their split, "
         "a .txt file of stories separated by <|endoftext|>, a .jsonl or .parquet file, or a Hugging Face dataset name.",
     )
     text_column: str = Field("text", description="Column holding the story text in jsonl/parquet/HF data.")

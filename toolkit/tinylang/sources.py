@@ -30,8 +30,8 @@ _SPLIT_WORDS = {
     "test": {"test", "testing", "eval", "evaluation"},
 }
 _LAYOUTS = (
-    "train.parquet, train.jsonl or train.txt (with validation.* beside it), train-*/validation-* shards, "
-    "train/ and validation/ folders, or plain .txt/.jsonl/.parquet files of training stories"
+    "train.parquet, train.jsonl or train.txt (with validation.* or valid.* beside it), train-*/validation-* "
+    "shards, train/ and validation/ folders, or files below whose names say their split (data/train-00000.parquet)"
 )
 
 
@@ -55,6 +55,7 @@ class StorySource:
     text_column: str = "text"
     validation_fraction: float = 0.05
     hf_config: str | None = None
+    ignored: tuple[tuple[Path, str], ...] = ()  # story files of a folder left out, with why (said when encoding)
 
     @property
     def has_own_splits(self) -> bool:
@@ -80,11 +81,12 @@ def open_source(
         layout = _folder_layout(path)
         if layout is None:  # only formats datasets reads (.json, .csv, .arrow)
             return StorySource(str(path), "huggingface", {}, **common)
-        if not layout["train"]:
+        if not layout.files["train"]:
             raise SourceError(f"{path}: no training stories here; a folder needs {_LAYOUTS}")
-        if not layout["validation"]:
-            return StorySource(str(path), "file", {"train": layout["train"]}, **common)
-        return StorySource(str(path), "directory", layout, **common)
+        ignored = tuple(sorted(layout.ignored.items()))
+        if not layout.files["validation"]:
+            return StorySource(str(path), "file", {"train": layout.files["train"]}, **common, ignored=ignored)
+        return StorySource(str(path), "directory", layout.files, **common, ignored=ignored)
     if path.is_file():
         if path.suffix not in _FILE_SUFFIXES:
             raise SourceError(f"{path}: expected a .txt, .jsonl or .parquet file, or a corpus directory")
@@ -125,19 +127,22 @@ def _missing_path_message(location: str, path: Path, why_local: str) -> str:
 
 
 def _corpus_split_files(directory: Path, split: str) -> list[Path]:
-    """The corpus-directory layout: split.*, split-*.* shards or a split/ folder, at the top of ``directory``."""
+    """The corpus-directory layout at the top of ``directory``: split.*, split-*.* shards or a split/
+    folder, where validation may also be called valid, val or dev (valid.txt beside train.txt)."""
+    names = ("train",) if split == "train" else ("validation", "valid", "val", "dev")
     found: list[Path] = []
-    for suffix in _FILE_SUFFIXES:
-        if (directory / f"{split}{suffix}").is_file():
-            found.append(directory / f"{split}{suffix}")
-        found += sorted(directory.glob(f"{split}-*{suffix}"))
-        found += sorted((directory / split).glob(f"*{suffix}")) if (directory / split).is_dir() else []
-    return found
+    for name in names:
+        for suffix in _FILE_SUFFIXES:
+            if (directory / f"{name}{suffix}").is_file():
+                found.append(directory / f"{name}{suffix}")
+            found += sorted(directory.glob(f"{name}-*{suffix}"))
+            found += sorted((directory / name).glob(f"*{suffix}")) if (directory / name).is_dir() else []
+    return [p for p in found if not p.name.startswith(".")]
 
 
 def _named_split(relative: Path) -> str | None:
     """The split a file's name, or else the nearest folder name on its way, says (train-0001.parquet, valid/x.jsonl)."""
-    for part in (relative.name, *reversed(relative.parent.parts)):
+    for part in (relative.with_suffix("").name, *reversed(relative.parent.parts)):
         words = set(re.split(r"[-._ 0-9]+", part.lower()))
         for split, names in _SPLIT_WORDS.items():
             if words & names:
@@ -150,30 +155,50 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith((".", "__")) for part in relative.parts)
 
 
-def _folder_layout(path: Path) -> dict[str, list[Path]] | None:
-    """Split -> story files of a local folder; None when it holds only data files that datasets must read.
+@dataclass(frozen=True)
+class FolderLayout:
+    """The story files of a local folder by split, and the story files it leaves out (with why)."""
 
-    A corpus directory (train.* at the top) keeps its layout and nothing else in it is read. Otherwise
-    every .txt/.jsonl/.parquet file below is read (hidden ones aside): files whose names say their split
-    go to it (test files are not used), and a folder whose files name no split is all training data.
-    """
-    layout = {split: _corpus_split_files(path, split) for split in SPLITS}
-    if layout["train"] or layout["validation"]:
-        return layout
+    files: dict[str, list[Path]]
+    ignored: dict[Path, str]
+
+
+def _folder_layout(path: Path) -> FolderLayout | None:
+    """How a local folder splits into story files; None when it holds only data files that datasets
+    must read (.json, .csv, .arrow).
+
+    A corpus directory (train.* and validation.* at the top) keeps its layout and nothing else in it
+    is read. Otherwise the files below whose name (or folder) says their split are read, as a
+    downloaded Hugging Face dataset is laid out (data/train-00000-of-00004.parquet); files that name
+    no split (a LICENSE.txt, names.txt) and test files are left out and listed, and when a split
+    comes in several formats (TinyStories ships .txt and .parquet copies) one format is kept:
+    parquet, else jsonl, else txt. A folder whose files name no split at all is refused: reading
+    every .txt below would take word lists and notes for stories."""
+    top = {split: _corpus_split_files(path, split) for split in SPLITS}
+    if top["train"] or top["validation"]:
+        return FolderLayout(top, {})
+    if any((path / "raw").glob("shard-*.jsonl")):
+        raise SourceError(f"{path} is a build-corpus folder without its train/validation splits yet (an interrupted "
+                          "build?): run the same build-corpus command again to finish it")
     found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
     stories = [p for p in found if p.suffix in _FILE_SUFFIXES]
     if not stories:
-        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else {split: [] for split in SPLITS}
+        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else FolderLayout(top, {})
     named = {p: _named_split(p.relative_to(path)) for p in stories}
-    if not any(named.values()):
-        return {"train": stories, "validation": []}
-    unnamed = [str(p.relative_to(path)) for p, split in named.items() if split is None]
-    if unnamed:
-        raise SourceError(
-            f"{path}: some files name their split (train, validation) and some do not ({', '.join(unnamed[:3])}"
-            f"{', ...' if len(unnamed) > 3 else ''}); rename them, or point data.path at one file"
-        )
-    return {split: [p for p, named_split in named.items() if named_split == split] for split in SPLITS}
+    if not any(split in SPLITS for split in named.values()):
+        shown = ", ".join(str(p.relative_to(path)) for p in stories[:3]) + (", ..." if len(stories) > 3 else "")
+        raise SourceError(f"{path}: no file here names its split ({shown}); a folder needs {_LAYOUTS}. "
+                          "To train on one file, point data.path at it")
+    ignored = {p: ("a test split" if split == "test" else "names no split") for p, split in named.items()
+               if split not in SPLITS}
+    files: dict[str, list[Path]] = {}
+    for split in SPLITS:
+        candidates = [p for p, named_split in named.items() if named_split == split]
+        kept_suffix = next((x for x in _FILE_SUFFIXES if any(p.suffix == x for p in candidates)), None)
+        files[split] = [p for p in candidates if p.suffix == kept_suffix]
+        ignored |= {p: f"a {kept_suffix} copy of the {split} split is read instead"
+                    for p in candidates if p.suffix != kept_suffix}
+    return FolderLayout(files, ignored)
 
 
 # --- reading rows ----------------------------------------------------------------------------------------------
@@ -341,8 +366,8 @@ def fingerprint(source: StorySource) -> str:
         folder = Path(source.location)
         if not folder.is_dir():
             return f"hf:{source.location}:{source.hf_config}"
-        files = [("hf", p) for p in sorted(folder.rglob("*")) if p.is_file()]
-    parts = []
+        files = [("hf", p) for p in sorted(folder.rglob("*")) if p.is_file() and not _hidden(p.relative_to(folder))]
+    parts = [f"config:{source.hf_config}"] if source.kind == "huggingface" else []
     for split, p in files:
         stat = p.stat()
         parts.append(f"{split}:{p.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
@@ -359,15 +384,16 @@ def iter_source_rows(
     stable. A single file is read whole whatever ``split``; a folder is laid out as ``open_source`` does."""
     path = Path(location).expanduser()
     layout = _folder_layout(path) if path.is_dir() else None
-    if path.is_dir() and layout is not None:
-        if not layout[split]:
-            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt)")
-        rows = chain.from_iterable(_read_rows(file, text_column, id_column) for file in layout[split])
+    if layout is not None:
+        if not layout.files[split]:
+            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt, "
+                              f"or files whose names say {split})")
+        rows = chain.from_iterable(_read_rows(file, text_column, id_column) for file in layout.files[split])
     elif path.is_file():
         open_source(path)  # the usual error for a file of another type
         rows = _read_rows(path, text_column, id_column)
     else:
-        source = open_source(location)  # raises the usual error for missing local paths
+        source = open_source(location)  # the usual error for a missing local path
         rows = _read_huggingface_rows(source.location, split, text_column, id_column, hf_config)
     for index, (row_id, text) in enumerate(rows):
         yield (str(row_id) if row_id is not None else f"{split}-{index:08d}"), text

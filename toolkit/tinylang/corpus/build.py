@@ -28,7 +28,7 @@ from ..llm import PRICES_PER_MTOK, LLMClient, LLMFatalError, LLMRequestFailed, L
 from ..records import StoryRecord
 from .card import write_card, write_stats
 from .folder import current_plan, folder_problem, plan_conflict, read_stats, stored_plan
-from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation
+from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation, with_instruct
 from .progress import BuildProgress
 from .store import CorpusStore
 
@@ -159,16 +159,6 @@ def story_record(pack: LanguagePack, options: BuildOptions, request: StoryReques
         source_dataset=options.source if options.mode == "translate" else None, **fields,
     )
     return with_instruct(pack, record) if options.format == "instruct" else record
-
-
-def with_instruct(pack: LanguagePack, record: StoryRecord) -> StoryRecord:
-    """The record with its TinyStories-Instruct rendering, derived from its words, features and text
-    (so a plain corpus can become an instruct one without asking again). Translations have no words
-    and get none."""
-    if record.instruct is not None or not record.words:
-        return record
-    instruct = pack.instruct_text(list(record.words.values()), list(record.features), record.text)
-    return record.model_copy(update={"instruct": instruct})
 
 
 def run_grammar(pack: LanguagePack, options: BuildOptions, pending: list[StoryRequest], store: CorpusStore,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 
 from ..langpack import FEATURES, LanguagePack
+from ..records import StoryRecord
 from ..sources import iter_source_stories
 
 MAX_FEATURES = 3
@@ -39,16 +40,19 @@ def grammar_words(pack: LanguagePack) -> dict[str, list[str]]:
     return {"noun": grammar.words("noun"), "verb": grammar.words("verb"), "adjective": grammar.words("adj")}
 
 
+WORD_ROLES = ("noun", "verb", "adjective")  # a request's words, in the order prompts and instruct headers list them
+
+
 def sample_request(index: int, lang: str, seed: int, words: dict[str, list[str]]) -> StoryRequest:
     """One noun, one verb, one adjective and 0-3 features, seeded by (seed, index)."""
     rng = random.Random(f"{seed}:{index}")
-    chosen = {role: rng.choice(words[role]) for role in ("noun", "verb", "adjective")}
+    chosen = {role: rng.choice(words[role]) for role in WORD_ROLES}
     picked = set(rng.sample(FEATURES, rng.randint(0, MAX_FEATURES)))
     return StoryRequest(id=f"{lang}-{seed}-{index:07d}", words=chosen, features=tuple(f for f in FEATURES if f in picked))
 
 
 def plan_generation(pack: LanguagePack, n: int, seed: int, words: dict[str, list[str]]) -> list[StoryRequest]:
-    for role in ("noun", "verb", "adjective"):
+    for role in WORD_ROLES:
         if not words.get(role):
             raise ValueError(f"the {pack.code} pack has no {role}s to sample from")
     return [sample_request(i, pack.code, seed, words) for i in range(n)]
@@ -58,3 +62,15 @@ def plan_translation(source: str, n: int, split: str = "train", text_column: str
     """The first ``n`` stories of the source; each keeps the source's id."""
     for source_id, text in islice(iter_source_stories(source, split, text_column), n):
         yield StoryRequest(id=source_id, source_id=source_id, source_text=text)
+
+
+def with_instruct(pack: LanguagePack, record: StoryRecord) -> StoryRecord:
+    """The record with its TinyStories-Instruct rendering, derived from its words, features and text
+    (so a plain corpus can become an instruct one without asking again). Translations have no words
+    and get none."""
+    if record.instruct is not None or not record.words:
+        return record
+    words = [record.words[r] for r in WORD_ROLES if r in record.words]  # a record read back may have sorted keys
+    instruct = pack.instruct_text(words + [w for r, w in record.words.items() if r not in WORD_ROLES],
+                                  list(record.features), record.text)
+    return record.model_copy(update={"instruct": instruct})

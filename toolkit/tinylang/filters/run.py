@@ -19,8 +19,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..corpus.folder import stored_plan
+from ..corpus.plan import with_instruct
 from ..corpus.store import validation_ids
-from ..langpack import LanguagePack
+from ..langpack import LanguagePack, load_pack
 from ..outputs import output_folder_problem
 from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
 from ..sources import SPLITS, SourceError, StorySource, iter_source_rows, open_source
@@ -45,8 +47,11 @@ class StoryInput:
     def __iter__(self) -> Iterator[StoryRecord]:
         location = self.location
         if location.is_dir() and (location / "raw").is_dir():  # a build-corpus folder: its raw shards
+            # an instruct folder made from a plain one keeps instruct renderings only in its splits
+            pack = load_pack(self.lang) if stored_plan(location).get("format") == "instruct" else None
             for shard in sorted((location / "raw").glob("shard-*.jsonl")):
-                yield from read_jsonl(shard)
+                records = read_jsonl(shard)
+                yield from (with_instruct(pack, r) for r in records) if pack else records
         elif location.is_file() and location.suffix == ".jsonl" and _holds_story_records(location):
             yield from read_jsonl(location)
         else:
@@ -108,10 +113,12 @@ def output_problem(out: Path, input_location: Path | None = None) -> str | None:
     """Why the filter must not write into ``out``, or None: the input itself; a build-corpus folder
     (rebuild it with build-corpus to refilter); a file, or a folder of files the filter did not write."""
     out = Path(out)
-    if out.is_dir() and input_location is not None and input_location.exists():
-        inside = input_location.resolve()
-        if inside == out.resolve() or out.resolve() in inside.parents:
+    if input_location is not None and input_location.exists():
+        source, target = input_location.resolve(), out.resolve()
+        if source == target or target in source.parents:
             return f"--out {out} holds the input {input_location}; filtering there would overwrite it: choose another --out"
+        if source.is_dir() and source in target.parents:  # its output would be read back as input
+            return f"--out {out} is inside the input folder {input_location}: choose an --out outside it"
     if (out / "raw").is_dir():
         return (f"{out} is a build-corpus folder; rerun build-corpus there to refilter it (its raw shards keep every "
                 "story), or choose another --out")
