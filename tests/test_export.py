@@ -52,6 +52,9 @@ def test_a_folder_of_other_files_is_not_overwritten_but_an_earlier_export_is(run
         export_run(run_dir, run_dir)  # the run folder itself
     out = export_run(run_dir, tmp_path / "export")
     assert export_run(run_dir, out) == out  # exporting again refreshes it
+    for name in ("config.json", "recipe.yaml", "README.md"):  # one cut short after its weights: finished now
+        (out / name).unlink()
+    assert export_run(run_dir, out) == out and (out / "README.md").is_file()
 
 
 def test_an_export_given_as_the_run_says_what_export_expects(run_dir, tmp_path):

@@ -327,3 +327,11 @@ def test_a_model_without_an_endpoint_is_priced_by_a_dry_run_and_refused_by_a_bui
     with pytest.raises(BuildError, match="--model gpt-4o-mini needs an endpoint: set OPENAI_API_KEY"):
         build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out, model="gpt-4o-mini"))
     assert not out.exists()
+
+
+def test_one_source_spelt_two_ways_is_the_same_plan(tmp_path):
+    from tinylang.corpus.folder import plan_conflict
+
+    stored = {"mode": "translate", "source": "./data/stories.jsonl", "n": 5}
+    assert plan_conflict(tmp_path, stored, stored | {"source": "data/stories.jsonl"}) is None
+    assert "--source" in plan_conflict(tmp_path, stored, stored | {"source": "data/other.jsonl"})

@@ -190,13 +190,13 @@ def export(
 ) -> None:
     """Export a trained run as safetensors + config + model card."""
     from .checkpoint import CheckpointError
-    from .export import export_run
+    from .export import EXPORT_FILES, export_run
 
     try:
         folder = export_run(run, out)
     except CheckpointError as error:
         _fail(str(error))
-    console.print(f"Exported {run} -> {folder} (model.safetensors, config.json, recipe.yaml, README.md)")
+    console.print(f"Exported {run} -> {folder} ({', '.join(EXPORT_FILES)})")
 
 
 langpack_app = typer.Typer(help="Inspect and validate language packs (corpora/<lang>/).", no_args_is_help=True)

@@ -80,7 +80,14 @@ def run_problem(run_dir: Path) -> str | None:
 
 def output_problem(out_dir: Path) -> str | None:
     """Why ``out_dir`` must not receive an export (it would overwrite a README.md, config.json ...)."""
-    return output_folder_problem(out_dir, "export", is_export, option="OUT_DIR")
+    return output_folder_problem(out_dir, "export", _own_output, option="OUT_DIR")
+
+
+def _own_output(folder: Path) -> bool:
+    """An earlier export, or one cut short after its weights (written first): nothing in it but
+    model.safetensors and other files an export writes."""
+    entries = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+    return is_export(folder) or ("model.safetensors" in entries and entries <= set(EXPORT_FILES))
 
 
 def is_export(folder: Path) -> bool:

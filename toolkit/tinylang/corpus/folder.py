@@ -13,6 +13,7 @@ build turns it into a ``BuildError``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..outputs import output_folder_problem
@@ -58,11 +59,16 @@ def stored_plan(out: Path) -> dict:
     return plan
 
 
+def _plan_value(key: str, value):
+    """A plan value as compared between builds: ./stories.jsonl and stories.jsonl are one source."""
+    return os.path.normpath(value) if key == "source" and isinstance(value, str) else value
+
+
 def plan_conflict(out: Path, stored: dict, current: dict) -> str | None:
     """Why this build must not run on ``out``: it would plan other stories than the folder holds, or
     fewer (which would shrink the splits). None when it resumes or extends the folder."""
     for key, flag in PLAN_FLAGS.items():
-        if key in stored and key in current and stored[key] != current[key]:
+        if key in stored and key in current and _plan_value(key, stored[key]) != _plan_value(key, current[key]):
             return (f"{out} was built with {flag} {stored[key]}, and this build has {flag} {current[key]}, which "
                     f"plans other stories: rerun with {flag} {stored[key]} to resume or extend it, or choose another --out")
     if stored.get("n") and current["n"] < stored["n"]:
