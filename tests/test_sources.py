@@ -264,3 +264,16 @@ def test_txt_separator_inside_a_line(tmp_path):
     stories = list(read_stories(open_source(path, validation_fraction=0.01), "train"))
     stories += list(read_stories(open_source(path, validation_fraction=0.01), "validation"))
     assert sorted(stories) == sorted(["Yksi.", "Kaksi\nrivillä.", "Kolme.", "Neljä."])
+
+
+def test_a_linked_folder_of_shards_is_read_and_a_link_loop_is_not_followed(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    pq.write_table(pa.table({"text": ["kolme"]}), store / "train-00001.parquet")
+    dataset = tmp_path / "dataset" / "data"
+    dataset.mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["yksi", "kaksi"]}), dataset / "train-00000.parquet")
+    (dataset / "more").symlink_to(store, target_is_directory=True)
+    (store / "back").symlink_to(tmp_path / "dataset", target_is_directory=True)  # a loop
+    source = open_source(tmp_path / "dataset", validation_fraction=0.0)
+    assert sorted(read_stories(source, "train")) == ["kaksi", "kolme", "yksi"]

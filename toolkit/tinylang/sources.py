@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import zlib
 from collections import Counter
@@ -150,9 +151,19 @@ def _named_split(relative: Path) -> str | None:
     return None
 
 
-def _hidden(relative: Path) -> bool:
-    """A hidden file, or one in a hidden or ``__special__`` folder: never data (as datasets skips them too)."""
-    return any(part.startswith((".", "__")) for part in relative.parts)
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below ``folder`` that is not hidden (nor in a hidden or ``__special__`` folder, which
+    are not entered: a .git stays unread), following linked folders once each."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        found += [Path(root) / name for name in sorted(files) if not name.startswith((".", "__"))]
+    return found
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ def _folder_layout(path: Path) -> FolderLayout | None:
     if any((path / "raw").glob("shard-*.jsonl")):
         raise SourceError(f"{path} is a build-corpus folder without its train/validation splits yet (an interrupted "
                           "build?): run the same build-corpus command again to finish it")
-    found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
+    found = _files_below(path)
     stories = [p for p in found if p.suffix in _FILE_SUFFIXES]
     if not stories:
         return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else FolderLayout(top, {})
@@ -366,7 +377,7 @@ def fingerprint(source: StorySource) -> str:
         folder = Path(source.location)
         if not folder.is_dir():
             return f"hf:{source.location}:{source.hf_config}"
-        files = [("hf", p) for p in sorted(folder.rglob("*")) if p.is_file() and not _hidden(p.relative_to(folder))]
+        files = [("hf", p) for p in _files_below(folder)]
     parts = [f"config:{source.hf_config}"] if source.kind == "huggingface" else []
     for split, p in files:
         stat = p.stat()
