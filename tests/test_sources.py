@@ -277,3 +277,14 @@ def test_a_linked_folder_of_shards_is_read_and_a_link_loop_is_not_followed(tmp_p
     (store / "back").symlink_to(tmp_path / "dataset", target_is_directory=True)  # a loop
     source = open_source(tmp_path / "dataset", validation_fraction=0.0)
     assert sorted(read_stories(source, "train")) == ["kaksi", "kolme", "yksi"]
+
+
+def test_positional_ids_in_a_split_of_several_files_stay_put_when_a_file_is_added(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"text": ["kaksi"]}), data / "train-00002.parquet")
+    before = dict(iter_source_stories(tmp_path))
+    pq.write_table(pa.table({"text": ["yksi"]}), data / "train-00001.parquet")  # sorts first
+    after = dict(iter_source_stories(tmp_path))
+    assert before == {"train-00000000": "kaksi"}  # one file: the single-file scheme
+    assert after == {"train-data/train-00001.parquet-00000000": "yksi", "train-data/train-00002.parquet-00000000": "kaksi"}

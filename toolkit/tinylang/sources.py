@@ -391,23 +391,31 @@ def iter_source_rows(
 ) -> Iterator[tuple[str, str | None]]:
     """(id, text) of every row of a source in its own order, rows without text included (text None when
     null): for readers that report such rows themselves (``tinylang filter`` rejects them). Ids come from
-    ``id_column`` when the source has one, else from the position (``train-00000042``), so they are
-    stable. A single file is read whole whatever ``split``; a folder is laid out as ``open_source`` does."""
+    ``id_column`` when the source has one, else from the position (``train-00000042``; in a split of
+    several files, the position in its file: ``train-data/train-00001-of-00004.parquet-00000042``), so
+    they stay put when a file is added. A single file is read whole whatever ``split``; a folder is laid
+    out as ``open_source`` does."""
     path = Path(location).expanduser()
     layout = _folder_layout(path) if path.is_dir() else None
     if layout is not None:
-        if not layout.files[split]:
+        files = layout.files[split]
+        if not files:
             raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt, "
                               f"or files whose names say {split})")
-        rows = chain.from_iterable(_read_rows(file, text_column, id_column) for file in layout.files[split])
+        for file in files:
+            prefix = split if len(files) == 1 else f"{split}-{file.relative_to(path).as_posix()}"
+            yield from _with_ids(_read_rows(file, text_column, id_column), prefix)
     elif path.is_file():
         open_source(path)  # the usual error for a file of another type
-        rows = _read_rows(path, text_column, id_column)
+        yield from _with_ids(_read_rows(path, text_column, id_column), split)
     else:
         source = open_source(location)  # the usual error for a missing local path
-        rows = _read_huggingface_rows(source.location, split, text_column, id_column, hf_config)
+        yield from _with_ids(_read_huggingface_rows(source.location, split, text_column, id_column, hf_config), split)
+
+
+def _with_ids(rows: Iterator[tuple[object, str | None]], prefix: str) -> Iterator[tuple[str, str | None]]:
     for index, (row_id, text) in enumerate(rows):
-        yield (str(row_id) if row_id is not None else f"{split}-{index:08d}"), text
+        yield (str(row_id) if row_id is not None else f"{prefix}-{index:08d}"), text
 
 
 def iter_source_stories(
