@@ -52,9 +52,16 @@ def test_a_folder_of_other_files_is_not_overwritten_but_an_earlier_export_is(run
         export_run(run_dir, run_dir)  # the run folder itself
     out = export_run(run_dir, tmp_path / "export")
     assert export_run(run_dir, out) == out  # exporting again refreshes it
-    for name in ("config.json", "recipe.yaml", "README.md"):  # one cut short after its weights: finished now
+    for name in ("model.safetensors", "recipe.yaml", "README.md"):  # one cut short after its config: finished now
         (out / name).unlink()
-    assert export_run(run_dir, out) == out and (out / "README.md").is_file()
+    assert export_run(run_dir, out) == out and (out / "model.safetensors").is_file()
+    other = tmp_path / "other-model"  # someone else's weights and config: never overwritten
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"weights")
+    (other / "config.json").write_text('{"architectures": ["GPT2LMHeadModel"]}')
+    with pytest.raises(ExportError, match="already holds files"):
+        export_run(run_dir, other)
+    assert (other / "model.safetensors").read_bytes() == b"weights"
 
 
 def test_an_export_given_as_the_run_says_what_export_expects(run_dir, tmp_path):

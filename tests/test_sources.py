@@ -286,5 +286,25 @@ def test_positional_ids_in_a_split_of_several_files_stay_put_when_a_file_is_adde
     before = dict(iter_source_stories(tmp_path))
     pq.write_table(pa.table({"text": ["yksi"]}), data / "train-00001.parquet")  # sorts first
     after = dict(iter_source_stories(tmp_path))
-    assert before == {"train-00000000": "kaksi"}  # one file: the single-file scheme
-    assert after == {"train-data/train-00001.parquet-00000000": "yksi", "train-data/train-00002.parquet-00000000": "kaksi"}
+    assert before == {"train-data/train-00002.parquet-00000000": "kaksi"}
+    assert after == before | {"train-data/train-00001.parquet-00000000": "yksi"}
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pq.write_table(pa.table({"text": ["kolme"]}), corpus / "train.parquet")
+    assert dict(iter_source_stories(corpus)) == {"train-00000000": "kolme"}  # as before this scheme
+    pq.write_table(pa.table({"text": ["neljä"]}), corpus / "train-extra.parquet")
+    assert dict(iter_source_stories(corpus)) == {"train-00000000": "kolme", "train-train-extra.parquet-00000000": "neljä"}
+
+
+def test_a_split_is_read_from_one_name_and_one_format(tmp_path):
+    """validation.parquet beside valid.txt (the same stories), train.parquet beside train.txt."""
+    pq.write_table(pa.table({"text": ["yksi", "kaksi"]}), tmp_path / "train.parquet")
+    write_txt(tmp_path / "train.txt", ["yksi", "kaksi"])
+    pq.write_table(pa.table({"text": ["kolme"]}), tmp_path / "validation.parquet")
+    write_txt(tmp_path / "valid.txt", ["kolme"])
+    source = open_source(tmp_path)
+    assert list(read_stories(source, "train")) == ["yksi", "kaksi"]
+    assert list(read_stories(source, "validation")) == ["kolme"]
+    ignored = {path.name: why for path, why in source.ignored}
+    assert ignored == {"train.txt": "a .parquet copy of the train split is read instead",
+                       "valid.txt": "validation files are the validation split"}

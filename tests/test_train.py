@@ -181,5 +181,7 @@ def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path,
     assert recipe.data.path == str(project.resolve() / "data" / "stories.txt")
     _, same = load_model(Path("../project/runs/r"))
     assert same.data.path == recipe.data.path
+    write_txt((elsewhere / "data").mkdir() or elsewhere / "data" / "stories.txt", make_stories(5))  # another corpus
+    assert load_model(project / "runs" / "r")[1].data.path == recipe.data.path  # the run's own, not this one
     monkeypatch.chdir(project)  # from the training directory the stored path is kept as it was
     assert load_model(Path("runs/r"))[1].data.path == "data/stories.txt"

@@ -79,19 +79,20 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
 
 
 def _with_data_found(recipe: Recipe, run_dir: Path) -> Recipe:
-    """The stored recipe, with a relative ``data.path`` that does not exist from here made absolute
-    when the run shows where training ran: the run folder ends with the recipe's relative
+    """The stored recipe, with a relative ``data.path`` made absolute when it means another place from
+    here than from where training ran, which the run shows: the run folder ends with the recipe's relative
     ``output.dir``, so the training directory is what comes before it. Without this, evaluating
     ``/abs/project/runs/x`` from another directory lost the corpus (its validation split, its
     stats.json) or took ``data/corpus`` for a Hugging Face dataset name."""
     data, output = Path(recipe.data.path).expanduser(), Path(recipe.output.dir)
-    if data.is_absolute() or data.exists() or output.is_absolute() or not output.parts:
+    if data.is_absolute() or output.is_absolute() or not output.parts:
         return recipe
     run_parts, out_parts = run_dir.resolve().parts, Path(os.path.normpath(output)).parts
     if run_parts[-len(out_parts):] != out_parts:
         return recipe
     found = Path(*run_parts[: -len(out_parts)]) / data
-    if not found.exists():
+    # the run's own corpus, even where the current directory holds another one under the same name
+    if not found.exists() or (data.exists() and data.resolve() == found.resolve()):
         return recipe
     return recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(found)})})
 

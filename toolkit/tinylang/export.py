@@ -45,7 +45,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ExportError(f"cannot write to {out_dir}: {error.strerror or error}") from None
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
     training = {
         "steps": payload["step"],
         "bytes_seen": payload["bytes_seen"],
@@ -61,7 +60,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         "parameters": model.num_parameters(),
         "training": training,
     }
+    # config.json first: it marks the folder as an export, so an export cut short is finished by the next one
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
     (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(meta, Path(recipe.output.dir).name, out_dir), encoding="utf-8")
     return out_dir
@@ -84,18 +85,18 @@ def output_problem(out_dir: Path) -> str | None:
 
 
 def _own_output(folder: Path) -> bool:
-    """An earlier export, or one cut short after its weights (written first): nothing in it but
-    model.safetensors and other files an export writes."""
-    entries = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
-    return is_export(folder) or ("model.safetensors" in entries and entries <= set(EXPORT_FILES))
+    """An earlier export, finished or cut short: its config.json (written first) names the architecture."""
+    return _names_megabyte(folder / "config.json")
 
 
 def is_export(folder: Path) -> bool:
     """A folder export_run wrote: model.safetensors and a config.json naming the architecture."""
-    if not (folder.is_dir() and (folder / "model.safetensors").is_file()):
-        return False
+    return folder.is_dir() and (folder / "model.safetensors").is_file() and _names_megabyte(folder / "config.json")
+
+
+def _names_megabyte(config: Path) -> bool:
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architecture") == "megabyte"
+        return json.loads(config.read_text(encoding="utf-8")).get("architecture") == "megabyte"
     except (OSError, ValueError, AttributeError):
         return False
 

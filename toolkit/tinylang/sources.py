@@ -127,18 +127,36 @@ def _missing_path_message(location: str, path: Path, why_local: str) -> str:
     return message
 
 
-def _corpus_split_files(directory: Path, split: str) -> list[Path]:
+def _corpus_split_files(directory: Path, split: str) -> tuple[list[Path], dict[Path, str]]:
     """The corpus-directory layout at the top of ``directory``: split.*, split-*.* shards or a split/
-    folder, where validation may also be called valid, val or dev (valid.txt beside train.txt)."""
+    folder, where validation may also be called valid, val or dev (valid.txt beside train.txt). One
+    name is read (validation before valid, val, dev), and of split.parquet / .jsonl / .txt side by
+    side one format (copies of each other); the files left out are returned with why."""
     names = ("train",) if split == "train" else ("validation", "valid", "val", "dev")
-    found: list[Path] = []
+    by_name: dict[str, tuple[list[Path], dict[Path, str]]] = {}
     for name in names:
+        whole = [directory / f"{name}{x}" for x in _FILE_SUFFIXES if (directory / f"{name}{x}").is_file()]
+        kept, ignored = _one_format(whole, split) if whole else ([], {})
         for suffix in _FILE_SUFFIXES:
-            if (directory / f"{name}{suffix}").is_file():
-                found.append(directory / f"{name}{suffix}")
-            found += sorted(directory.glob(f"{name}-*{suffix}"))
-            found += sorted((directory / name).glob(f"*{suffix}")) if (directory / name).is_dir() else []
-    return [p for p in found if not p.name.startswith(".")]
+            kept += sorted(directory.glob(f"{name}-*{suffix}"))
+            kept += sorted((directory / name).glob(f"*{suffix}")) if (directory / name).is_dir() else []
+        kept = [p for p in kept if not p.name.startswith(".")]
+        if kept:
+            by_name[name] = (kept, ignored)
+    if not by_name:
+        return [], {}
+    name = next(iter(by_name))
+    kept, ignored = by_name.pop(name)
+    for other, _ in by_name.values():
+        ignored |= {p: f"{name} files are the {split} split" for p in other}
+    return kept, ignored
+
+
+def _one_format(files: list[Path], split: str) -> tuple[list[Path], dict[Path, str]]:
+    """The files of one format (parquet, else jsonl, else txt) and the copies in others, left out."""
+    suffix = next(x for x in _FILE_SUFFIXES if any(p.suffix == x for p in files))
+    return ([p for p in files if p.suffix == suffix],
+            {p: f"a {suffix} copy of the {split} split is read instead" for p in files if p.suffix != suffix})
 
 
 def _named_split(relative: Path) -> str | None:
@@ -186,15 +204,16 @@ def _folder_layout(path: Path) -> FolderLayout | None:
     parquet, else jsonl, else txt. A folder whose files name no split at all is refused: reading
     every .txt below would take word lists and notes for stories."""
     top = {split: _corpus_split_files(path, split) for split in SPLITS}
-    if top["train"] or top["validation"]:
-        return FolderLayout(top, {})
+    if any(files for files, _ in top.values()):
+        return FolderLayout({split: files for split, (files, _) in top.items()},
+                            {p: why for _, ignored in top.values() for p, why in ignored.items()})
     if any((path / "raw").glob("shard-*.jsonl")):
         raise SourceError(f"{path} is a build-corpus folder without its train/validation splits yet (an interrupted "
                           "build?): run the same build-corpus command again to finish it")
     found = _files_below(path)
     stories = [p for p in found if p.suffix in _FILE_SUFFIXES]
     if not stories:
-        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else FolderLayout(top, {})
+        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else FolderLayout({s: [] for s in SPLITS}, {})
     named = {p: _named_split(p.relative_to(path)) for p in stories}
     if not any(split in SPLITS for split in named.values()):
         shown = ", ".join(str(p.relative_to(path)) for p in stories[:3]) + (", ..." if len(stories) > 3 else "")
@@ -205,10 +224,8 @@ def _folder_layout(path: Path) -> FolderLayout | None:
     files: dict[str, list[Path]] = {}
     for split in SPLITS:
         candidates = [p for p, named_split in named.items() if named_split == split]
-        kept_suffix = next((x for x in _FILE_SUFFIXES if any(p.suffix == x for p in candidates)), None)
-        files[split] = [p for p in candidates if p.suffix == kept_suffix]
-        ignored |= {p: f"a {kept_suffix} copy of the {split} split is read instead"
-                    for p in candidates if p.suffix != kept_suffix}
+        files[split], copies = _one_format(candidates, split) if candidates else ([], {})
+        ignored |= copies
     return FolderLayout(files, ignored)
 
 
@@ -391,9 +408,9 @@ def iter_source_rows(
 ) -> Iterator[tuple[str, str | None]]:
     """(id, text) of every row of a source in its own order, rows without text included (text None when
     null): for readers that report such rows themselves (``tinylang filter`` rejects them). Ids come from
-    ``id_column`` when the source has one, else from the position (``train-00000042``; in a split of
-    several files, the position in its file: ``train-data/train-00001-of-00004.parquet-00000042``), so
-    they stay put when a file is added. A single file is read whole whatever ``split``; a folder is laid
+    ``id_column`` when the source has one, else from the position (``train-00000042``; in a shard or
+    any file but a folder's train.* / validation.*, the position in that file:
+    ``train-data/train-00001-of-00004.parquet-00000042``), so they stay put when a file is added. A single file is read whole whatever ``split``; a folder is laid
     out as ``open_source`` does."""
     path = Path(location).expanduser()
     layout = _folder_layout(path) if path.is_dir() else None
@@ -403,7 +420,8 @@ def iter_source_rows(
             raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt, "
                               f"or files whose names say {split})")
         for file in files:
-            prefix = split if len(files) == 1 else f"{split}-{file.relative_to(path).as_posix()}"
+            whole = file.parent == path and file.stem == split  # train.parquet: the single-file scheme
+            prefix = split if whole else f"{split}-{file.relative_to(path).as_posix()}"
             yield from _with_ids(_read_rows(file, text_column, id_column), prefix)
     elif path.is_file():
         open_source(path)  # the usual error for a file of another type
