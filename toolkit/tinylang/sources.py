@@ -24,11 +24,11 @@ _FILE_SUFFIXES = (".parquet", ".jsonl", ".txt")
 # Data files that Hugging Face datasets reads and these readers do not: a folder of only these goes to datasets.
 _OTHER_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".arrow")
 # Words that name a split in a file or folder name, as Hugging Face datasets infers splits
-# (data/train-00000-of-00004.parquet).
+# (data/train-00000-of-00004.parquet); at the top of a corpus directory the first name found wins.
 _SPLIT_WORDS = {
-    "train": {"train", "training"},
-    "validation": {"validation", "valid", "val", "dev"},
-    "test": {"test", "testing", "eval", "evaluation"},
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing", "eval", "evaluation"),
 }
 _LAYOUTS = (
     "train.parquet, train.jsonl or train.txt (with validation.* or valid.* beside it), train-*/validation-* "
@@ -132,11 +132,10 @@ def _corpus_split_files(directory: Path, split: str) -> tuple[list[Path], dict[P
     folder, where validation may also be called valid, val or dev (valid.txt beside train.txt). One
     name is read (validation before valid, val, dev), and of split.parquet / .jsonl / .txt side by
     side one format (copies of each other); the files left out are returned with why."""
-    names = ("train",) if split == "train" else ("validation", "valid", "val", "dev")
     by_name: dict[str, tuple[list[Path], dict[Path, str]]] = {}
-    for name in names:
+    for name in _SPLIT_WORDS[split]:
         whole = [directory / f"{name}{x}" for x in _FILE_SUFFIXES if (directory / f"{name}{x}").is_file()]
-        kept, ignored = _one_format(whole, split) if whole else ([], {})
+        kept, ignored = _one_format(whole, split)
         for suffix in _FILE_SUFFIXES:
             kept += sorted(directory.glob(f"{name}-*{suffix}"))
             kept += sorted((directory / name).glob(f"*{suffix}")) if (directory / name).is_dir() else []
@@ -154,7 +153,7 @@ def _corpus_split_files(directory: Path, split: str) -> tuple[list[Path], dict[P
 
 def _one_format(files: list[Path], split: str) -> tuple[list[Path], dict[Path, str]]:
     """The files of one format (parquet, else jsonl, else txt) and the copies in others, left out."""
-    suffix = next(x for x in _FILE_SUFFIXES if any(p.suffix == x for p in files))
+    suffix = next((x for x in _FILE_SUFFIXES if any(p.suffix == x for p in files)), None)
     return ([p for p in files if p.suffix == suffix],
             {p: f"a {suffix} copy of the {split} split is read instead" for p in files if p.suffix != suffix})
 
@@ -164,7 +163,7 @@ def _named_split(relative: Path) -> str | None:
     for part in (relative.with_suffix("").name, *reversed(relative.parent.parts)):
         words = set(re.split(r"[-._ 0-9]+", part.lower()))
         for split, names in _SPLIT_WORDS.items():
-            if words & names:
+            if words.intersection(names):
                 return split
     return None
 
@@ -224,7 +223,7 @@ def _folder_layout(path: Path) -> FolderLayout | None:
     files: dict[str, list[Path]] = {}
     for split in SPLITS:
         candidates = [p for p, named_split in named.items() if named_split == split]
-        files[split], copies = _one_format(candidates, split) if candidates else ([], {})
+        files[split], copies = _one_format(candidates, split)
         ignored |= copies
     return FolderLayout(files, ignored)
 
@@ -325,14 +324,18 @@ def _blank_reason(text: str | None) -> str | None:
     return None if text.strip() else "empty text"
 
 
-def _texts(rows: Iterator[tuple[object, str | None]], skipped: Counter | None) -> Iterator[str]:
-    """The texts of rows that hold a story; the others are counted in ``skipped`` by reason."""
-    for _, text in rows:
+def _story_rows(rows: Iterator[tuple[object, str | None]], skipped: Counter | None) -> Iterator[tuple[object, str]]:
+    """The rows that hold a story; the others are counted in ``skipped`` by reason."""
+    for row_id, text in rows:
         reason = _blank_reason(text)
         if reason is None:
-            yield text
+            yield row_id, text
         elif skipped is not None:
             skipped[reason] += 1
+
+
+def _texts(rows: Iterator[tuple[object, str | None]], skipped: Counter | None) -> Iterator[str]:
+    return (text for _, text in _story_rows(rows, skipped))
 
 
 # --- stories of a split ----------------------------------------------------------------------------------------
@@ -407,28 +410,39 @@ def iter_source_rows(
     hf_config: str | None = None,
 ) -> Iterator[tuple[str, str | None]]:
     """(id, text) of every row of a source in its own order, rows without text included (text None when
-    null): for readers that report such rows themselves (``tinylang filter`` rejects them). Ids come from
-    ``id_column`` when the source has one, else from the position (``train-00000042``; in a shard or
-    any file but a folder's train.* / validation.*, the position in that file:
-    ``train-data/train-00001-of-00004.parquet-00000042``), so they stay put when a file is added. A single file is read whole whatever ``split``; a folder is laid
-    out as ``open_source`` does."""
+    null): for readers that report such rows themselves (``tinylang filter`` rejects them). A folder may
+    hold only the split asked for (a validation.parquet to translate); otherwise as ``split_rows``."""
     path = Path(location).expanduser()
     layout = _folder_layout(path) if path.is_dir() else None
     if layout is not None:
-        files = layout.files[split]
-        if not files:
-            raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt, "
-                              f"or files whose names say {split})")
-        for file in files:
-            whole = file.parent == path and file.stem == split  # train.parquet: the single-file scheme
-            prefix = split if whole else f"{split}-{file.relative_to(path).as_posix()}"
-            yield from _with_ids(_read_rows(file, text_column, id_column), prefix)
-    elif path.is_file():
-        open_source(path)  # the usual error for a file of another type
-        yield from _with_ids(_read_rows(path, text_column, id_column), split)
+        yield from _file_rows(path, layout.files[split], split, text_column, id_column)
     else:
-        source = open_source(location)  # the usual error for a missing local path
-        yield from _with_ids(_read_huggingface_rows(source.location, split, text_column, id_column, hf_config), split)
+        yield from split_rows(open_source(location, text_column, hf_config=hf_config), split, id_column)
+
+
+def split_rows(source: StorySource, split: str, id_column: str = "id") -> Iterator[tuple[str, str | None]]:
+    """(id, text) of every row of ``split`` of an opened source, rows without text included. Ids come
+    from ``id_column`` when the source has one, else from the position (``train-00000042``; in a shard
+    or any file but a folder's train.* / validation.*, the position in that file:
+    ``train-data/train-00001-of-00004.parquet-00000042``), so they stay put when a file is added. A
+    single file is read whole whatever ``split``."""
+    if source.kind == "huggingface":
+        rows = _read_huggingface_rows(source.location, split, source.text_column, id_column, source.hf_config)
+        yield from _with_ids(rows, split)
+        return
+    path = Path(source.location)
+    files = source.files["train"] if path.is_file() else source.files.get(split, [])
+    yield from _file_rows(path, files, split, source.text_column, id_column)
+
+
+def _file_rows(path: Path, files: list[Path], split: str, text_column: str, id_column: str):
+    if not files:
+        raise SourceError(f"{path}: no {split} files (expected {split}.parquet, {split}.jsonl or {split}.txt, "
+                          f"or files whose names say {split})")
+    for file in files:
+        whole = file == path or (file.parent == path and file.stem == split)  # the single-file id scheme
+        prefix = split if whole else f"{split}-{file.relative_to(path).as_posix()}"
+        yield from _with_ids(_read_rows(file, text_column, id_column), prefix)
 
 
 def _with_ids(rows: Iterator[tuple[object, str | None]], prefix: str) -> Iterator[tuple[str, str | None]]:
@@ -442,9 +456,6 @@ def iter_source_stories(
 ) -> Iterator[tuple[str, str]]:
     """(id, stripped text) of the rows of a source that hold a story, for translation; the others are
     counted in ``skipped`` by reason. Ids as ``iter_source_rows`` gives them."""
-    for row_id, text in iter_source_rows(location, split, text_column, id_column, hf_config):
-        reason = _blank_reason(text)
-        if reason is None:
-            yield row_id, text.strip()
-        elif skipped is not None:
-            skipped[reason] += 1
+    rows = iter_source_rows(location, split, text_column, id_column, hf_config)
+    for row_id, text in _story_rows(rows, skipped):
+        yield row_id, text.strip()

@@ -25,7 +25,7 @@ from ..corpus.store import validation_ids
 from ..langpack import LanguagePack, load_pack
 from ..outputs import output_folder_problem
 from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
-from ..sources import SPLITS, SourceError, StorySource, iter_source_rows, open_source
+from ..sources import SPLITS, SourceError, StorySource, open_source, split_rows
 from .pipeline import FilterPipeline, FilterStats, Rejection
 
 INPUT_SUFFIXES = (".jsonl", ".parquet", ".txt")
@@ -43,6 +43,7 @@ class StoryInput:
 
     location: Path
     lang: str
+    source: StorySource | None = None  # opened by read_input (once: opening a folder walks it)
 
     def __iter__(self) -> Iterator[StoryRecord]:
         location = self.location
@@ -58,7 +59,7 @@ class StoryInput:
             yield from self._rows()
 
     def _rows(self) -> Iterator[StoryRecord]:
-        for split, story_id, text in source_rows(open_source(self.location)):
+        for split, story_id, text in source_rows(self.source or open_source(self.location)):
             yield StoryRecord(id=story_id if split == "train" else f"{split}/{story_id}", lang=self.lang, text=text,
                               source="dataset", mode="import", source_dataset=str(self.location))
 
@@ -71,9 +72,10 @@ def read_input(location: Path, lang: str) -> StoryInput:
     if location.is_file() and location.suffix not in INPUT_SUFFIXES:
         raise SourceError(f"{location}: unsupported file type {location.suffix or '(none)'} (expected a build-corpus "
                           "folder, a corpus folder, .jsonl, .parquet or .txt)")
-    if not (location.is_dir() and (location / "raw").is_dir()):
-        open_source(location)  # the usual one-line error for a missing path or a folder without stories
-    return StoryInput(location, lang)
+    if location.is_dir() and (location / "raw").is_dir():
+        return StoryInput(location, lang)
+    # the usual one-line error for a missing path or a folder without stories, before anything is written
+    return StoryInput(location, lang, open_source(location))
 
 
 def source_rows(source: StorySource) -> Iterator[tuple[str, str, str]]:
@@ -82,7 +84,7 @@ def source_rows(source: StorySource) -> Iterator[tuple[str, str, str]]:
     Face dataset gives its train split, and its validation split when it has one."""
     splits = SPLITS if source.has_own_splits or source.kind == "huggingface" else ("train",)
     for split in splits:
-        rows = iter_source_rows(source.location, split, hf_config=source.hf_config)
+        rows = split_rows(source, split)
         try:
             first = next(rows, None)
         except SourceError:
