@@ -86,17 +86,8 @@ def output_problem(out_dir: Path) -> str | None:
 
 def _own_output(folder: Path) -> bool:
     """An earlier export, finished or cut short: its config.json (written first) names the architecture."""
-    return _names_megabyte(folder / "config.json")
-
-
-def is_export(folder: Path) -> bool:
-    """A folder export_run wrote: model.safetensors and a config.json naming the architecture."""
-    return folder.is_dir() and (folder / "model.safetensors").is_file() and _names_megabyte(folder / "config.json")
-
-
-def _names_megabyte(config: Path) -> bool:
     try:
-        return json.loads(config.read_text(encoding="utf-8")).get("architecture") == "megabyte"
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architecture") == "megabyte"
     except (OSError, ValueError, AttributeError):
         return False
 

@@ -30,7 +30,7 @@ from .card import write_card, write_stats
 from .folder import current_plan, folder_problem, plan_conflict, read_stats, stored_plan
 from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation, with_instruct
 from .progress import BuildProgress
-from .store import CorpusStore
+from .store import CorpusStore, is_build_folder
 
 
 class BuildError(RuntimeError):
@@ -291,7 +291,7 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         console.print(f"[yellow]The source has only {len(requests)} stories; translating those.[/]")
     options = reconcile_plan(pack, options, out, len(requests), console)
     if options.dry_run:
-        done = CorpusStore(out).done_ids() if (out / "raw").is_dir() else set()
+        done = CorpusStore(out).done_ids() if is_build_folder(out) else set()
         pending = [r for r in requests if r.id not in done]
         estimate = dry_run_estimate(pack, options, settings, pending) | {"backend": backend, "already_done": len(done)}
         if backend == "grammar":

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..langpack import LanguagePack
 from ..records import read_jsonl
+from .store import raw_shards
 
 
 def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
@@ -19,7 +20,7 @@ def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
     sources, models, versions, features = Counter(), Counter(), Counter(), Counter()
     prompt_tokens = completion_tokens = words = 0
     seen: set[str] = set()
-    for shard in sorted((out / "raw").glob("shard-*.jsonl")):
+    for shard in raw_shards(out):
         for record in read_jsonl(shard):
             if record.id not in wanted or record.id in seen:
                 continue

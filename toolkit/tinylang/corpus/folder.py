@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..outputs import output_folder_problem
 from ..records import StoryRecord
+from .store import is_build_folder, raw_shards
 
 # Options that decide which stories a folder holds, with the flag that sets each.
 PLAN_FLAGS = {"lang": "--lang", "mode": "--mode", "seed": "--seed", "source": "--source",
@@ -26,7 +27,7 @@ PLAN_FLAGS = {"lang": "--lang", "mode": "--mode", "seed": "--seed", "source": "-
 
 def folder_problem(out: Path) -> str | None:
     """Why build-corpus must not write into ``out`` (its own folders hold ``raw/``)."""
-    return output_folder_problem(out, "build-corpus", lambda folder: (folder / "raw").is_dir())
+    return output_folder_problem(out, "build-corpus", is_build_folder)
 
 
 def current_plan(lang: str, options, planned_stories: int) -> dict:
@@ -87,7 +88,7 @@ def read_stats(out: Path) -> dict:
 
 
 def _first_raw_record(out: Path) -> StoryRecord | None:
-    for shard in sorted((Path(out) / "raw").glob("shard-*.jsonl")):
+    for shard in raw_shards(out):
         with shard.open(encoding="utf-8") as handle:
             for line in handle:
                 if line.strip():

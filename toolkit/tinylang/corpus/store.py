@@ -22,6 +22,16 @@ from ..sources import in_validation
 SHARD_RECORDS = 50_000
 
 
+def is_build_folder(folder: Path) -> bool:
+    """A folder build-corpus writes into: it has raw/ (the mark every other command checks for)."""
+    return (Path(folder) / "raw").is_dir()
+
+
+def raw_shards(folder: Path) -> list[Path]:
+    """The raw shards of a build-corpus folder in write order; none for any other folder."""
+    return sorted((Path(folder) / "raw").glob("shard-*.jsonl"))
+
+
 class CorpusStore:
     def __init__(self, directory: Path, shard_records: int = SHARD_RECORDS) -> None:
         self.directory = Path(directory)
@@ -34,7 +44,7 @@ class CorpusStore:
         self._failures = None
 
     def shards(self) -> list[Path]:
-        return sorted(self.raw.glob("shard-*.jsonl"))
+        return raw_shards(self.directory)
 
     def done_ids(self) -> set[str]:
         return set(self.scan())

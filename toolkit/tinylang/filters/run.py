@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..corpus.folder import stored_plan
 from ..corpus.plan import with_instruct
-from ..corpus.store import validation_ids
+from ..corpus.store import is_build_folder, raw_shards, validation_ids
 from ..langpack import LanguagePack, load_pack
 from ..outputs import output_folder_problem
 from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
@@ -47,10 +47,10 @@ class StoryInput:
 
     def __iter__(self) -> Iterator[StoryRecord]:
         location = self.location
-        if location.is_dir() and (location / "raw").is_dir():  # a build-corpus folder: its raw shards
+        if is_build_folder(location):  # its raw shards
             # an instruct folder made from a plain one keeps instruct renderings only in its splits
             pack = load_pack(self.lang) if stored_plan(location).get("format") == "instruct" else None
-            for shard in sorted((location / "raw").glob("shard-*.jsonl")):
+            for shard in raw_shards(location):
                 records = read_jsonl(shard)
                 yield from (with_instruct(pack, r) for r in records) if pack else records
         elif location.is_file() and location.suffix == ".jsonl" and _holds_story_records(location):
@@ -72,7 +72,7 @@ def read_input(location: Path, lang: str) -> StoryInput:
     if location.is_file() and location.suffix not in INPUT_SUFFIXES:
         raise SourceError(f"{location}: unsupported file type {location.suffix or '(none)'} (expected a build-corpus "
                           "folder, a corpus folder, .jsonl, .parquet or .txt)")
-    if location.is_dir() and (location / "raw").is_dir():
+    if is_build_folder(location):
         return StoryInput(location, lang)
     # the usual one-line error for a missing path or a folder without stories, before anything is written
     return StoryInput(location, lang, open_source(location))
@@ -99,7 +99,7 @@ def count_input(location: Path) -> int | None:
     """Stories in the input when that is cheap to know (JSONL lines), for the progress bar."""
     location = Path(location)
     if location.is_dir():
-        files = sorted((location / "raw").glob("shard-*.jsonl"))
+        files = raw_shards(location)
     else:
         files = [location] if location.is_file() else []
     if not files or any(f.suffix != ".jsonl" for f in files):
@@ -121,7 +121,7 @@ def output_problem(out: Path, input_location: Path | None = None) -> str | None:
             return f"--out {out} holds the input {input_location}; filtering there would overwrite it: choose another --out"
         if source.is_dir() and source in target.parents:  # its output would be read back as input
             return f"--out {out} is inside the input folder {input_location}: choose an --out outside it"
-    if (out / "raw").is_dir():
+    if is_build_folder(out):
         return (f"{out} is a build-corpus folder; rerun build-corpus there to refilter it (its raw shards keep every "
                 "story), or choose another --out")
     return output_folder_problem(out, "tinylang filter", _is_filter_output)
