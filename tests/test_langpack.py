@@ -11,6 +11,7 @@ from tinylang.cli import app
 from tinylang.langpack import FEATURES, PackError, available_packs, check_pack, load_pack
 
 SHIPPED = available_packs()
+REPO_CORPORA = Path(__file__).resolve().parents[1] / "corpora"
 
 
 def test_english_finnish_and_a_third_language_ship():
@@ -88,3 +89,68 @@ def test_cli_show_and_check(tiny_pack):
     _edit(tiny_pack / "vocabulary.tsv", "kissa\tnoun", "kissa\tnoon")
     broken = runner.invoke(app, ["langpack", "check", str(tiny_pack)])
     assert broken.exit_code == 1 and "noon" in broken.output
+
+
+def test_check_catches_what_a_copied_pack_keeps_by_mistake(tmp_path):
+    """A pack copied from sv into et/ with the code, language ID and a label left wrong."""
+    import shutil
+
+    pack_dir = tmp_path / "et"
+    shutil.copytree(REPO_CORPORA / "sv", pack_dir)
+    text = "\n".join(check_pack(load_pack(pack_dir)))
+    assert "code is 'sv' but the folder is 'et'" in text
+    _edit(pack_dir / "pack.yaml", "code: sv", "code: et")
+    assert not any("folder" in p for p in check_pack(load_pack(pack_dir)))
+
+    spec = load_pack(pack_dir).spec
+    dialogue_label = spec.features["dialogue"].label
+    _edit(pack_dir / "pack.yaml", f"label: {spec.features['moral_value'].label}", f"label: {dialogue_label}")
+    assert any(f"features.moral_value.label {dialogue_label!r} also names dialogue" in p
+               for p in check_pack(load_pack(pack_dir)))
+
+
+def test_check_refuses_a_language_id_code_the_detector_does_not_know(tiny_pack):
+    _edit(tiny_pack / "pack.yaml", "  language: fi\n", "  language: se\n")
+    problems = check_pack(load_pack(tiny_pack))
+    assert any("filters.language 'se' is not a language the language-ID filter knows" in p for p in problems)
+    _edit(tiny_pack / "pack.yaml", "language: se\n", "language: se\n  language_id: false\n")
+    assert not any("language-ID" in p for p in check_pack(load_pack(tiny_pack)))
+
+
+def test_language_id_off_keeps_stories_the_detector_would_reject(tiny_pack):
+    from tinylang.filters.pipeline import story_filters
+    from tinylang.filters.base import Story
+    from tinylang.records import StoryRecord
+
+    english = "Once upon a time there was a little dog who loved to play in the park with his friends."
+    story = Story.of(StoryRecord(id="1", lang="fi", text=english, source="dataset", mode="import"))
+    on = {f.name: f for f in story_filters(load_pack(tiny_pack))}["language"]
+    assert not on.check(story).keep
+    _edit(tiny_pack / "pack.yaml", "filters:\n", "filters:\n  language_id: false\n")
+    off = {f.name: f for f in story_filters(load_pack(tiny_pack))}["language"]
+    assert off.check(story).keep and off.detector is None
+
+
+def test_a_file_not_in_utf8_is_named_with_its_line(tiny_pack):
+    (tiny_pack / "names.txt").write_bytes("Aino\nEino\nMäyrä\n".encode("latin-1"))
+    with pytest.raises(PackError, match=r"names.txt:3: not UTF-8 text \(byte 0xe4\)"):
+        load_pack(tiny_pack)
+    (tiny_pack / "names.txt").write_text("Aino\n", encoding="utf-8")
+    (tiny_pack / "grammar" / "verbs.tsv").write_bytes("lemma\tcomplement\nlaulaa\tkovaa ä\n".encode("latin-1"))
+    with pytest.raises(PackError, match=r"verbs.tsv:2: not UTF-8"):
+        load_pack(tiny_pack).grammar
+
+
+def test_own_packs_are_added_to_the_shipped_ones(tmp_path, monkeypatch, tiny_pack):
+    own = tmp_path / "mine"
+    (own / "et").mkdir(parents=True)
+    for name in ("pack.yaml", "vocabulary.tsv", "function-words.txt", "names.txt", "eval-beginnings.yaml"):
+        (own / "et" / name).write_bytes((tiny_pack / name).read_bytes())
+    monkeypatch.setenv("TINYLANG_CORPORA", str(own))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no ./corpora here
+    assert {"et", "fi", "en"} <= set(available_packs())
+    assert load_pack("et").directory == own / "et"
+    assert load_pack("fi").directory.parent.name == "corpora"
+    with pytest.raises(PackError, match="no language pack 'xx'.*mine"):
+        load_pack("xx")

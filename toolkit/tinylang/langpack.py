@@ -68,6 +68,8 @@ class FilterThresholds(_Strict):
     max_bytes: int = 20_000
     max_foreign_char_fraction: float = Field(0.0, ge=0, le=1, description="Characters outside alphabet + punctuation.")
     language: str | None = Field(None, description="Expected language-ID code; defaults to the pack code.")
+    language_id: bool = Field(True, description="False skips language ID, for a language the detector "
+                              "does not know (Sami): dictionary coverage and vocabulary still check the language.")
     min_language_probability: float = Field(0.9, ge=0, le=1)
     lemmatiser: str = Field("simplemma", description="simplemma, or voikko (Finnish, needs libvoikko).")
     min_dictionary_coverage: float = Field(0.9, ge=0, le=1)
@@ -115,33 +117,46 @@ class EvalBeginning:
     text: str
 
 
-def packs_root() -> Path:
-    """Where packs live: $TINYLANG_CORPORA, else ./corpora, else the corpora/ beside the sources."""
-    if os.environ.get("TINYLANG_CORPORA"):
-        return Path(os.environ["TINYLANG_CORPORA"])
-    if Path("corpora").is_dir():
-        return Path("corpora")
-    return Path(__file__).resolve().parents[2] / "corpora"
+def packs_roots() -> list[Path]:
+    """Where packs are looked up, first match wins: each folder of $TINYLANG_CORPORA (os.pathsep
+    separated), ./corpora, then the corpora/ beside the sources. The shipped packs stay reachable
+    under a user's own folder, so a pack of one's own never hides fi or the en reference."""
+    roots = [Path(p) for p in os.environ.get("TINYLANG_CORPORA", "").split(os.pathsep) if p]
+    roots += [Path("corpora"), Path(__file__).resolve().parents[2] / "corpora"]
+    unique: list[Path] = []
+    for root in roots:
+        if root.is_dir() and all(root.resolve() != seen.resolve() for seen in unique):
+            unique.append(root)
+    return unique
 
 
 def available_packs() -> list[str]:
-    root = packs_root()
-    return sorted(p.name for p in root.iterdir() if (p / "pack.yaml").is_file()) if root.is_dir() else []
+    """Codes of every pack in any root (a code in several roots counts once)."""
+    return sorted({p.name for root in packs_roots() for p in root.iterdir() if (p / "pack.yaml").is_file()})
 
 
 def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
 
 
+def _read_text(path: Path) -> str:
+    """A pack file as text; packs are UTF-8, and a file saved in another encoding is named."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise PackError(f"{path}:{line}: not UTF-8 text (byte 0x{error.object[error.start]:02x}); "
+                        "save pack files as UTF-8") from None
+
+
 def _read_lines(path: Path) -> list[str]:
     """Non-empty, non-comment lines of a word list."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def _read_vocabulary(path: Path) -> tuple[VocabularyEntry, ...]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(csv.reader(_read_text(path).splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows or rows[0][:2] != ["lemma", "pos"]:
         raise PackError(f"{path}: the first line must be the header 'lemma<TAB>pos<TAB>gloss'")
     entries = []
@@ -192,6 +207,11 @@ class LanguagePack:
             return load_grammar(self.directory / "grammar")
         except GrammarError as error:
             raise PackError(str(error)) from None
+        except UnicodeDecodeError:
+            for path in sorted((self.directory / "grammar").iterdir()):
+                if path.is_file():
+                    _read_text(path)  # raises PackError naming the file and line
+            raise
 
     # --- prompts -------------------------------------------------------------------------------
     def feature_labels(self, features: list[str]) -> list[str]:
@@ -235,11 +255,13 @@ def _pack_directory(lang: str | Path) -> Path:
     candidate = Path(lang)
     if (candidate / "pack.yaml").is_file():
         return candidate
-    directory = packs_root() / str(lang)
-    if not (directory / "pack.yaml").is_file():
-        known = ", ".join(available_packs()) or "none"
-        raise PackError(f"no language pack {str(lang)!r} (looked for {directory}/pack.yaml; packs here: {known})")
-    return directory
+    roots = packs_roots()
+    for root in roots:
+        if (root / str(lang) / "pack.yaml").is_file():
+            return root / str(lang)
+    known = ", ".join(available_packs()) or "none"
+    looked = ", ".join(str(root) for root in roots) or "no corpora folder found"
+    raise PackError(f"no language pack {str(lang)!r} (looked in {looked}; packs there: {known})")
 
 
 def run_corpus_stats(recipe) -> dict | None:
@@ -260,13 +282,13 @@ def run_language(run: str | Path, recipe) -> str:
 
 
 def load_pack(lang: str | Path) -> LanguagePack:
-    """Load a pack by code (``fi``, looked up under :func:`packs_root`) or by directory path."""
+    """Load a pack by code (``fi``, looked up in :func:`packs_roots`) or by directory path."""
     directory = _pack_directory(lang)
     for name in PACK_FILES:
         if not (directory / name).is_file():
             raise PackError(f"{directory}: missing {name}")
     try:
-        raw = yaml.safe_load((directory / "pack.yaml").read_text(encoding="utf-8"))
+        raw = yaml.safe_load(_read_text(directory / "pack.yaml"))
         spec = PackSpec.model_validate(raw)
     except yaml.YAMLError as error:
         raise PackError(f"{directory / 'pack.yaml'}: not valid YAML ({error})") from None
@@ -274,7 +296,7 @@ def load_pack(lang: str | Path) -> LanguagePack:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise PackError(f"{directory / 'pack.yaml'}: {problems}") from None
     try:
-        items = yaml.safe_load((directory / "eval-beginnings.yaml").read_text(encoding="utf-8")) or []
+        items = yaml.safe_load(_read_text(directory / "eval-beginnings.yaml")) or []
         beginnings = tuple(EvalBeginning(str(item["id"]), str(item["text"])) for item in items)
     except (yaml.YAMLError, TypeError, KeyError) as error:
         raise PackError(f"{directory / 'eval-beginnings.yaml'}: expected a list of {{id, text}} ({error})") from None
@@ -341,6 +363,7 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
         if duplicates:
             problems.append(f"{where}/{label}: listed twice: {', '.join(duplicates)}")
     problems += _check_beginnings(pack, reference)
+    problems += _check_identity(pack)
     if pack.has_grammar:
         from .corpus.grammar import check_grammar
 
@@ -350,6 +373,39 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             return problems + [str(error)]
         vocabulary = {pos: set(pack.words(pos)) for pos in PARTS_OF_SPEECH}
         problems += check_grammar(grammar, vocabulary, set(pack.names))
+    return problems
+
+
+def language_id_codes() -> list[str]:
+    """Languages the language-ID filter knows: langdetect's profile files (read without loading them)."""
+    from importlib.resources import files
+
+    return sorted(entry.name for entry in files("langdetect").joinpath("profiles").iterdir())
+
+
+def _check_identity(pack: LanguagePack) -> list[str]:
+    """What a copied pack keeps by mistake: another language's code, a language ID it cannot run,
+    feature labels that name two features."""
+    where, spec = pack.directory / "pack.yaml", pack.spec
+    problems = []
+    if pack.directory.name != spec.code:
+        problems.append(f"{where}: code is {spec.code!r} but the folder is {pack.directory.name!r}; packs are found "
+                        f"by folder name and every record is stamped with the code, so the two must match")
+    expected = spec.filters.language or spec.code
+    if spec.filters.language_id and expected not in (known := language_id_codes()):
+        problems.append(f"{where}: filters.language {expected!r} is not a language the language-ID filter knows "
+                        f"({', '.join(known)}); name a close one it knows, or set filters.language_id: false")
+    labels: dict[str, str] = {}
+    for name in FEATURES:
+        feature = spec.features.get(name)
+        if feature is None:
+            continue
+        label = feature.label.strip().lower()
+        if label in labels or (label in FEATURES and label != name):
+            other = labels.get(label, label)
+            problems.append(f"{where}: features.{name}.label {feature.label!r} also names {other}; "
+                            "each feature needs a label of its own")
+        labels.setdefault(label, name)
     return problems
 
 

@@ -75,20 +75,25 @@ def make_lemmatiser(lang: str, backend: str) -> Lemmatiser:
 
 
 class Language(Filter):
-    """langdetect's answer (through the identical, faster engine), seeded so results repeat."""
+    """langdetect's answer (through the identical, faster engine), seeded so results repeat.
+    ``expected=None`` (a pack with ``language_id: false``) keeps every story unexamined."""
 
     name = "language"
 
-    def __init__(self, expected: str, min_probability: float = 0.9, seed: int = 0) -> None:
+    def __init__(self, expected: str | None, min_probability: float = 0.9, seed: int = 0) -> None:
         self.expected = expected
         self.min_probability = min_probability
-        self.detector = FastLangDetect(seed)
+        self.detector = FastLangDetect(seed) if expected is not None else None
 
     def prepare(self, stories: list[Story]) -> None:
+        if self.expected is None:
+            return
         for story, found in zip(stories, self.detector.detect_batch([s.text for s in stories])):
             story.notes["_langs"] = found
 
     def check(self, story: Story) -> Verdict:
+        if self.expected is None:
+            return keep(None, "language ID off for this pack")
         found = story.notes.pop("_langs", None)
         if found is None:
             found = self.detector.detect_langs(story.text)

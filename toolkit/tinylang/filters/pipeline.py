@@ -69,7 +69,7 @@ def story_filters(pack: LanguagePack) -> list[Filter]:
         Alphabet(pack.spec.alphabet, pack.spec.punctuation, settings.max_foreign_char_fraction),
         MetaText(tuple(settings.meta_phrases)),
         Repetition(settings.max_duplicate_lines, settings.max_top_2gram, settings.max_duplicate_5grams),
-        Language(settings.language or pack.code, settings.min_language_probability),
+        Language((settings.language or pack.code) if settings.language_id else None, settings.min_language_probability),
         DictionaryCoverage(lemmatiser, settings.min_dictionary_coverage, names),
         Vocabulary(vocabulary, function_words, lemmatiser, settings.min_vocabulary_adherence, settings.compounds),
     ]
