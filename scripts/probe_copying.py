@@ -48,9 +48,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run")
     parser.add_argument("--stories", type=int, default=200)
+    parser.add_argument("--lang", help="language pack (default: the training corpus's)")
     args = parser.parse_args()
     model, recipe = load_model(args.run)
-    pack = load_pack(run_language(args.run, recipe))
+    pack = load_pack(args.lang or run_language(args.run, recipe))
     rows = pq.read_table(Path(recipe.data.path) / "validation.parquet").to_pylist()[: args.stories]
     requests = []
     for row in rows:

@@ -256,9 +256,43 @@ def test_api_key_and_cors(run_dir):
             assert response.status == 204
             assert response.headers["Access-Control-Allow-Origin"] == "https://chat.example"
             assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+        # OpenAI's JS SDK asks for its own headers in the preflight; they must be allowed.
+        asked = "authorization, content-type, x-stainless-os, x-stainless-lang"
+        preflight = urllib.request.Request(server.url + "/chat/completions", method="OPTIONS",
+                                           headers={"Access-Control-Request-Headers": asked})
+        with urllib.request.urlopen(preflight) as response:
+            assert response.headers["Access-Control-Allow-Headers"] == asked
+        # The auth scheme is case-insensitive (RFC 9110); the key is not.
+        for header, status in (("bearer s3cret", 200), ("BEARER s3cret", 200), ("bearer S3CRET", 401), ("s3cret", 401)):
+            request = urllib.request.Request(server.url + "/models", headers={"Authorization": header})
+            try:
+                with urllib.request.urlopen(request) as response:
+                    assert response.status == status
+            except urllib.error.HTTPError as error:
+                assert error.code == status, header
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_chunked_bodies_top_k_zero_and_checkpoint_names(run_dir, server):
+    """A chunked JSON body is read like a sized one; top_k 0 means every byte, as on the CLI; a
+    served checkpoint file is named after its run folder, not 'checkpoint.pt'."""
+    import http.client
+
+    body = json.dumps({"model": MODEL, "prompt": "Tarina", "max_tokens": 4, "temperature": 0, "top_k": 0}).encode()
+    host, port = server.server_address[:2]
+    connection = http.client.HTTPConnection(host, port, timeout=30)
+    # An iterable body without Content-Length: http.client sends it chunked.
+    connection.request("POST", "/v1/completions", body=iter([body[:10], body[10:]]),
+                       headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 200, answer.read()
+    assert json.loads(answer.read())["usage"]["completion_tokens"] <= 4
+    connection.close()
+    from tinylang.serve.server import served_name
+
+    assert served_name(run_dir / "checkpoint.pt") == served_name(run_dir) == run_dir.name
 
 
 def test_a_vanished_non_streaming_client_frees_its_row(server):

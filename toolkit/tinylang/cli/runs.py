@@ -150,6 +150,9 @@ def serve(
     except OSError as error:
         fail(f"cannot listen on {host}:{port} ({error})")
     served = server.served
+    if served.instruct_pack and served.trained_column not in (None, "instruct"):
+        errors.print(f"[yellow]warning:[/] {run} was trained on the {served.trained_column!r} column, not on instruct "
+                     "requests: --chat-format instruct sends it requests it may not follow.", highlight=False)
     kind = f"instruct ({served.instruct_pack.spec.code} labels)" if served.instruct_pack else "story"
     where = f"{resolved.type}, {torch.get_num_threads()} thread(s)" if resolved.type == "cpu" else resolved.type
     console.print(f"Serving [bold]{served.name}[/] ({served.model.num_parameters():,} parameters, {kind} chat, {where}) "

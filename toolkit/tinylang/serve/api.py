@@ -52,7 +52,8 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000, description="Bytes to generate at most.")
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1, description="tinylang extension: sample from the k likeliest bytes.")
+    top_k: int | None = Field(None, ge=0, description="tinylang extension: sample from the k likeliest bytes "
+                              "(0 or absent: all bytes, as the CLI's --top-k 0).")
     ignore_eos: bool = Field(False, description="tinylang extension (as vLLM's): generate past the end of the story.")
     n: int = Field(1, ge=1, le=16)
     stream: bool = False

@@ -52,6 +52,7 @@ class ServedModel:
     engine: Engine
     instruct_pack: LanguagePack | None  # set for instruct models: chat renders their request format
     created: int
+    trained_column: str | None = None  # the recipe's data.text_column (None for exports)
 
 
 def is_loopback(host: str) -> bool:
@@ -59,6 +60,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def served_name(run: str | Path) -> str:
+    """The model id clients send: the run folder's name, also when a checkpoint file is served."""
+    path = Path(run)
+    return path.resolve().parent.name if path.is_file() else path.resolve().name
 
 
 class ModelServer(ThreadingHTTPServer):
@@ -83,7 +90,8 @@ class ModelServer(ThreadingHTTPServer):
         )
         pack = load_pack(options.lang or run_language(run, recipe)) if instruct else None
         engine = Engine(model, options.max_batch).start()
-        served = ServedModel(options.name or Path(run).name, model, engine, pack, int(time.time()))
+        served = ServedModel(options.name or served_name(run), model, engine, pack, int(time.time()),
+                             recipe.data.text_column if recipe is not None else None)
         try:
             return cls(served, options)
         except OSError:
@@ -214,7 +222,11 @@ class _Handler(BaseHTTPRequestHandler):
         """CORS preflight of a browser chat UI (answered only when --allow-origin is set)."""
         self.send_response(204 if self.server.options.allow_origin else 405)
         self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        # Echo what the browser asks for: OpenAI's SDKs add their own x-stainless-* headers, and a
+        # fixed list would fail their preflight.
+        asked = self.headers.get("Access-Control-Request-Headers")
+        self.send_header("Access-Control-Allow-Headers", asked or "Authorization, Content-Type")
+        self.send_header("Access-Control-Max-Age", "600")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -227,8 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.server.options.api_key
         if key is None:
             return
-        sent = self.headers.get("Authorization", "")
-        if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
+        scheme, _, sent = self.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), key.encode()):
             raise api.ApiError(401, "missing or wrong API key (send Authorization: Bearer <key>)",
                                code="invalid_api_key")
 
@@ -297,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         sink: queue.Queue = queue.Queue()
         top_p = request.top_p if request.top_p < 1.0 else None
         jobs = [
-            GenerationRequest(prompt, request.byte_budget, request.temperature, top_p, request.top_k, request.stops,
+            GenerationRequest(prompt, request.byte_budget, request.temperature, top_p, request.top_k or None, request.stops,
                               None if request.seed is None else request.seed + i, request.ignore_eos,
                               index=p * request.n + i, sink=sink)
             for p, (prompt, _) in enumerate(prompts) for i in range(request.n)
@@ -385,6 +397,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _body(self) -> Any:
+        raw = self._chunked_body() if "chunked" in self.headers.get("Transfer-Encoding", "").lower() else self._sized_body()
+        try:
+            return json.loads(raw or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise api.ApiError(400, f"the request body is not valid JSON ({error})") from None
+
+    def _sized_body(self) -> bytes:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -393,11 +412,26 @@ class _Handler(BaseHTTPRequestHandler):
             raise api.ApiError(400, "invalid Content-Length")
         if length > MAX_BODY_BYTES:
             raise api.ApiError(413, f"request body over {MAX_BODY_BYTES:,} bytes")
-        raw = self.rfile.read(length) if length else b""
-        try:
-            return json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise api.ApiError(400, f"the request body is not valid JSON ({error})") from None
+        return self.rfile.read(length) if length else b""
+
+    def _chunked_body(self) -> bytes:
+        """A body sent with Transfer-Encoding: chunked (some HTTP clients stream JSON that way)."""
+        chunks, total = [], 0
+        while True:
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise api.ApiError(400, "invalid chunked request body") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, then the blank line
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise api.ApiError(413, f"request body over {MAX_BODY_BYTES:,} bytes")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after each chunk
 
     def _json(self, status: int, body: dict) -> None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
