@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from tinylang.llm import LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, request_key
+from tests.openai_errors import BAD_PARAMETER, CONTEXT_TOO_LONG, NO_SUCH_MODEL, QUOTA, ErrorServer, prompt_of
+from tinylang.llm import (REJECTIONS_BEFORE_FATAL, LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings,
+                          request_key)
 from tinylang.testing.openai_server import OpenAIServer
 
 PROMPT = [{"role": "user", "content": 'Write about "koira".'}]
@@ -128,3 +130,94 @@ def test_settings_resolve_from_the_environment(monkeypatch):
     settings = LLMSettings.resolve(model="gpt-4o-mini")
     assert settings.price_input_per_mtok == 0.15 and "sk-env-secret" not in repr(settings)
     assert "api_key" not in settings.public()
+
+
+# --- errors told apart by their body: quota, one rejected request, every request rejected ---------------------
+
+
+def complete_all(client: LLMClient, keys: list[str], messages=PROMPT) -> list:
+    """Each request in turn; its completion or the exception it raised."""
+    async def run():
+        results = []
+        try:
+            for key in keys:
+                try:
+                    results.append(await client.complete(messages, key))
+                except (LLMRequestFailed, LLMFatalError) as error:
+                    results.append(error)
+        finally:
+            await client.aclose()
+        return results
+
+    return asyncio.run(run())
+
+
+def test_a_spent_quota_stops_at_once_although_its_message_does_not_say_insufficient_quota():
+    with ErrorServer(lambda body: (429, QUOTA)) as server:
+        client = LLMClient(settings_for(server))
+        with pytest.raises(LLMFatalError, match="no quota left"):
+            complete(client)
+        assert len(server.requests) == 1  # not retried as a rate limit
+
+
+def test_an_ordinary_rate_limit_is_still_retried():
+    limits = iter([(429, {"message": "Rate limit reached.", "type": "requests", "code": "rate_limit_exceeded"})])
+    with ErrorServer(lambda body: next(limits, None)) as server:
+        client = LLMClient(settings_for(server))
+        assert "koira" in complete(client).text
+        assert client.usage.retries_by_kind == {"rate_limit": 1}
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_a_rejected_request_fails_alone_without_retries(status):
+    too_long = [{"role": "user", "content": 'Translate "LONG" ' + "word " * 50}]
+    with ErrorServer(lambda body: (status, CONTEXT_TOO_LONG) if "LONG" in prompt_of(body) else None) as server:
+        client = LLMClient(settings_for(server))
+
+        async def run():
+            try:
+                with pytest.raises(LLMRequestFailed) as failed:
+                    await client.complete(too_long, "long-one")
+                return failed.value, await client.complete(PROMPT, "short-one")
+            finally:
+                await client.aclose()
+
+        error, completion = asyncio.run(run())
+    assert error.kind == "bad_request" and error.attempts == 1
+    assert f"HTTP {status} (context_length_exceeded)" in str(error) and "maximum context length" in str(error)
+    assert len(server.rejected) == 1  # asking again would get the same answer
+    assert "koira" in completion.text  # the run goes on
+    assert client.usage.failures_by_kind == {"bad_request": 1} and client.usage.retries == 0
+
+
+def test_an_unknown_model_stops_the_run():
+    with ErrorServer(lambda body: (404, NO_SUCH_MODEL)) as server:
+        with pytest.raises(LLMFatalError, match=r"no such model or route \(404\)"):
+            complete(LLMClient(settings_for(server)))
+        assert len(server.requests) == 1
+
+
+def test_the_first_requests_all_rejected_stop_the_run_as_a_wrong_parameter():
+    with ErrorServer(lambda body: (400, BAD_PARAMETER)) as server:
+        results = complete_all(LLMClient(settings_for(server)), [f"r{i}" for i in range(REJECTIONS_BEFORE_FATAL + 2)])
+    kinds = [type(r).__name__ for r in results]
+    assert kinds[: REJECTIONS_BEFORE_FATAL - 1] == ["LLMRequestFailed"] * (REJECTIONS_BEFORE_FATAL - 1)
+    assert kinds[REJECTIONS_BEFORE_FATAL - 1] == "LLMFatalError"
+    assert "a parameter is probably wrong" in str(results[REJECTIONS_BEFORE_FATAL - 1])
+    assert "max_tokens" in str(results[REJECTIONS_BEFORE_FATAL - 1])
+
+
+def test_rejections_after_an_answer_or_known_from_an_earlier_run_do_not_stop_it():
+    many = REJECTIONS_BEFORE_FATAL + 2
+
+    def answer_only_the_first(body: dict):  # the requests go one at a time
+        return None if len(server.requests) == 1 else (400, CONTEXT_TOO_LONG)
+
+    with ErrorServer(answer_only_the_first) as server:
+        results = complete_all(LLMClient(settings_for(server)), [f"r{i}" for i in range(many)])
+    assert "koira" in results[0].text
+    assert all(isinstance(r, LLMRequestFailed) for r in results[1:])
+    keys = [f"old{i}" for i in range(many)]
+    with ErrorServer(lambda body: (400, CONTEXT_TOO_LONG)) as server:
+        results = complete_all(LLMClient(settings_for(server), known_rejections=keys), keys)
+    assert all(isinstance(r, LLMRequestFailed) and r.kind == "bad_request" for r in results)

@@ -335,3 +335,43 @@ def test_one_source_spelt_two_ways_is_the_same_plan(tmp_path):
     stored = {"mode": "translate", "source": "./data/stories.jsonl", "n": 5}
     assert plan_conflict(tmp_path, stored, stored | {"source": "data/stories.jsonl"}) is None
     assert "--source" in plan_conflict(tmp_path, stored, stored | {"source": "data/other.jsonl"})
+
+
+def test_the_dry_run_estimate_is_capped_by_max_tokens(tiny_pack, tmp_path):
+    from tinylang.corpus.build import priced_settings
+
+    def estimate(max_tokens: int) -> dict:
+        options = BuildOptions(lang=str(tiny_pack), n=100, out=tmp_path / "c", model="gpt-4o-mini", dry_run=True,
+                               max_tokens=max_tokens)
+        return build_corpus(options).stats["dry_run"] | {"settings": priced_settings(options)}
+
+    capped = estimate(300)
+    assert capped["completion_tokens"] == capped["completion_tokens_max"] == 300 * 100
+    assert capped["cost_usd"] == pytest.approx(capped["settings"].cost_usd(capped["prompt_tokens"], 30_000))
+    assert estimate(2000)["completion_tokens"] == 600 * 100  # the expected story length, when it fits
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "100", "--out", str(tmp_path / "c"),
+                                      "--model", "gpt-4o-mini", "--dry-run", "--max-tokens", "300"])
+    assert "+ 30,000 completion tokens (at most 30,000)" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--timeout", "-5", "--timeout must be more than 0, not -5"), ("--timeout", "0", "--timeout must be more than 0"),
+    ("--poll-interval", "0", "--poll-interval must be more than 0"),
+    ("--price-input", "-1", "--price-input must be at least 0"), ("--price-output", "-0.5", "--price-output must be at least 0"),
+])
+def test_nonsense_numbers_are_refused_in_one_line_before_anything_is_sent(tiny_pack, tmp_path, llm_server, flag, value,
+                                                                         message):
+    out = tmp_path / "c"
+    result = CliRunner().invoke(app, ["build-corpus", "--lang", str(tiny_pack), "--n", "5", "--out", str(out),
+                                      "--base-url", llm_server.url, "--model", "test-model", flag, value])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), result.output
+    assert llm_server.requests == [] and not out.exists()
+
+
+@pytest.mark.parametrize("field,value", [("timeout_s", -5.0), ("max_attempts", 0), ("concurrency", 0),
+                                         ("max_tokens", 0), ("n", 0), ("poll_interval_s", 0.0)])
+def test_the_library_refuses_the_same_numbers(tiny_pack, tmp_path, llm_server, field, value):
+    with pytest.raises(BuildError, match="must be"):
+        build_corpus(llm_options(tiny_pack, llm_server, tmp_path / "c", **{field: value}))
+    assert llm_server.requests == [] and not (tmp_path / "c").exists()

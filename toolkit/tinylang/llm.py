@@ -1,10 +1,12 @@
 """The one LLM layer: every call tinylang makes to an OpenAI-compatible API goes through here.
 
 Bounded concurrency; retries with exponential backoff and jitter on 429 (honouring Retry-After),
-5xx, timeouts, dropped connections and empty, cut-off or malformed answers; no retry on
-authentication or bad-request errors, which stop the run with one clear message; a SQLite response
-cache so a rerun never pays twice; token and cost accounting. The API key is never logged, cached
-or written anywhere.
+5xx, timeouts, dropped connections and empty, cut-off or malformed answers. A request the endpoint
+rejects (400/422, e.g. a prompt longer than the model's context) fails alone, without retries, as
+``LLMRequestFailed`` of kind ``bad_request``; errors no request can get past (401/403 key, 404 model
+or URL, 429 ``insufficient_quota``, or the first requests of a run all rejected) stop the run with
+one clear ``LLMFatalError``. A SQLite response cache so a rerun never pays twice; token and cost
+accounting. The API key is never logged, cached or written anywhere.
 
     client = LLMClient(LLMSettings.resolve(model="gpt-4o-mini"), cache_path=Path("data/llm-cache.sqlite"))
     completion = await client.complete([{"role": "user", "content": prompt}], cache_key="fi-000001")
@@ -21,6 +23,7 @@ import random
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,17 +42,24 @@ PRICES_PER_MTOK = {
     "gpt-5-nano": (0.05, 0.40),
 }
 MAX_RETRY_AFTER_S = 120.0
+# A run whose first this-many requests the endpoint all rejected (400/422), before it accepted any,
+# stops: one over-long story is that story's failure, but every request rejected is a wrong
+# parameter (--max-tokens, --temperature, a model that takes other fields), and writing a failure
+# for each of thousands of stories would only hide it.
+REJECTIONS_BEFORE_FATAL = 5
 
 
 class LLMFatalError(RuntimeError):
-    """An error that retrying cannot fix (bad key, unknown model, bad request): stop the run."""
+    """An error that no request of the run can get past (bad key, unknown model or URL, no quota,
+    every request rejected): stop the run."""
 
 
 class LLMRequestFailed(RuntimeError):
-    """A request that failed every attempt; ``kind`` says how (rate_limit, timeout, ...)."""
+    """A request that failed every attempt, or that the endpoint rejected (kind ``bad_request``,
+    not retried); ``kind`` says how (rate_limit, timeout, bad_request, ...)."""
 
     def __init__(self, kind: str, message: str, attempts: int) -> None:
-        super().__init__(f"{kind} after {attempts} attempts: {message}")
+        super().__init__(f"{kind} after {attempts} attempt{'s' if attempts != 1 else ''}: {message}")
         self.kind = kind
         self.attempts = attempts
 
@@ -59,6 +69,10 @@ class _Retryable(Exception):
         super().__init__(message)
         self.kind = kind
         self.retry_after_s = retry_after_s
+
+
+class _Rejected(Exception):
+    """The endpoint refused this one request (400/422): asking again gets the same answer."""
 
 
 @dataclass(frozen=True)
@@ -194,12 +208,23 @@ def retry_after_s(response) -> float | None:
 
 
 class LLMClient:
-    """Chat completions with concurrency, retries, cache and accounting. One per run."""
+    """Chat completions with concurrency, retries, cache and accounting. One per run.
 
-    def __init__(self, settings: LLMSettings, cache_path: Path | None = None) -> None:
+    ``known_rejections``: request ids (``cache_key``) the endpoint rejected in an earlier run; their
+    rejecting again is expected and does not count towards REJECTIONS_BEFORE_FATAL, so a rerun that
+    asks only for them records them again instead of calling the parameters wrong. After an
+    ``LLMFatalError`` the client sends nothing more: requests waiting for a slot raise the same error
+    instead of spending one more request each on a key, quota or model that cannot work.
+    """
+
+    def __init__(self, settings: LLMSettings, cache_path: Path | None = None,
+                 known_rejections: Iterable[str] = ()) -> None:
         self.settings = settings
         self.usage = UsageStats()
         self.cache = ResponseCache(cache_path) if cache_path else None
+        self.known_rejections = frozenset(known_rejections)
+        self._rejections_before_answer = 0
+        self._fatal: LLMFatalError | None = None
         self._client = openai.AsyncOpenAI(
             base_url=settings.base_url, api_key=settings.api_key, timeout=settings.timeout_s, max_retries=0
         )
@@ -229,17 +254,38 @@ class LLMClient:
                 await asyncio.sleep(self._delay_s(attempt, last))
             try:
                 async with self._slots:
+                    if self._fatal is not None:
+                        raise LLMFatalError(str(self._fatal))
                     self.usage.attempts += 1
                     completion = await self._attempt(messages, cache_key)
             except _Retryable as error:
                 last = error
                 continue
+            except _Rejected as error:
+                raise self._rejection(cache_key, self._scrub(str(error)), attempt) from None
+            except LLMFatalError as error:
+                self._fatal = self._fatal or error
+                raise
             if self.cache:
                 self.cache.put(key, {k: v for k, v in asdict(completion).items() if k != "cached"})
             self.usage.add(completion, self.settings)
             return completion
         self.usage.failures_by_kind[last.kind] += 1
         raise LLMRequestFailed(last.kind, self._scrub(str(last)), self.settings.max_attempts)
+
+    def _rejection(self, cache_key: str, message: str, attempts: int) -> Exception:
+        """This request's failure, or the run's end when the endpoint has rejected every request so far."""
+        if self.usage.requests == 0 and cache_key not in self.known_rejections:
+            self._rejections_before_answer += 1
+            if self._rejections_before_answer >= REJECTIONS_BEFORE_FATAL:
+                self._fatal = LLMFatalError(
+                    f"the endpoint rejected the first {self._rejections_before_answer} requests of this run and "
+                    f"accepted none, so a parameter is probably wrong (--model, --max-tokens, --temperature, "
+                    f"--base-url): {message}"
+                )
+                return self._fatal
+        self.usage.failures_by_kind["bad_request"] += 1
+        return LLMRequestFailed("bad_request", message, attempts)
 
     def _delay_s(self, attempt: int, error: _Retryable) -> float:
         if error.retry_after_s is not None:
@@ -264,11 +310,15 @@ class LLMClient:
                 f"and --base-url ({self._scrub(_message(error))})"
             ) from None
         except openai.RateLimitError as error:
-            if "insufficient_quota" in str(error):
-                raise LLMFatalError(f"the account has no quota left: {self._scrub(_message(error))}") from None
+            if _is_out_of_quota(error):
+                raise LLMFatalError(f"the account has no quota left (429 insufficient_quota): "
+                                    f"{self._scrub(_message(error))}") from None
             raise _Retryable("rate_limit", _message(error), retry_after_s(error.response)) from None
-        except (openai.BadRequestError, openai.NotFoundError, openai.UnprocessableEntityError) as error:
-            raise LLMFatalError(f"the endpoint rejected the request ({error.status_code}): {self._scrub(_message(error))}") from None
+        except openai.NotFoundError as error:
+            raise LLMFatalError(f"the endpoint has no such model or route (404): check --model and --base-url "
+                                f"({self._scrub(_message(error))})") from None
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
+            raise _Rejected(f"HTTP {error.status_code}{_code_note(error)}: {_message(error)}") from None
         except openai.APITimeoutError:
             raise _Retryable("timeout", f"no answer within {settings.timeout_s:g} s") from None
         except openai.APIConnectionError as error:
@@ -300,6 +350,29 @@ def _completion_from(data, settings: LLMSettings) -> Completion:
         finish_reason=finish_reason,
         model=data.get("model") or settings.model,
     )
+
+
+def _error_fields(error: openai.APIStatusError) -> set[str]:
+    """The error's ``code`` and ``type`` as the client parsed them and as the body has them (the body is
+    the inner ``error`` object, or the whole answer when a server nests it differently)."""
+    fields = {getattr(error, "code", None), getattr(error, "type", None)}
+    body = error.body
+    for part in (body, body.get("error") if isinstance(body, dict) else None):
+        if isinstance(part, dict):
+            fields |= {part.get("code"), part.get("type")}
+    return {str(f) for f in fields if f}
+
+
+def _is_out_of_quota(error: openai.RateLimitError) -> bool:
+    """OpenAI marks a spent quota in ``code``/``type``; its message is prose ("You exceeded your current
+    quota"), so the message alone cannot tell it from an ordinary rate limit, which is retried."""
+    return "insufficient_quota" in _error_fields(error)
+
+
+def _code_note(error: openai.APIStatusError) -> str:
+    """' (context_length_exceeded)': the machine-readable reason, when the endpoint gives one."""
+    code = getattr(error, "code", None)
+    return f" ({code})" if code else ""
 
 
 def _message(error: openai.APIStatusError) -> str:

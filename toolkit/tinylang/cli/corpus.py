@@ -83,7 +83,7 @@ def build_corpus_command(
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Requests in flight at once."),
     temperature: float = typer.Option(1.0, "--temperature", min=0.0),
     max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Most tokens per answer."),
-    timeout_s: float = typer.Option(120.0, "--timeout", help="Seconds before a request is retried."),
+    timeout_s: float = typer.Option(120.0, "--timeout", help="Seconds before a request is retried (more than 0)."),
     max_attempts: int = typer.Option(6, "--max-attempts", min=1, help="Tries per request before it is recorded as failed."),
     price_input: Optional[float] = typer.Option(None, "--price-input", help="USD per 1M prompt tokens (known models have defaults)."),
     price_output: Optional[float] = typer.Option(None, "--price-output", help="USD per 1M completion tokens."),
@@ -142,7 +142,7 @@ def build_corpus_command(
         f"{result.out} holds {stats['corpus']['stories']:,}; splits: train {stats['splits']['train']:,}, "
         f"validation {stats['splits']['validation']:,}" + (f", {stats['missing']:,} missing" if stats["missing"] else "")
     )
-    if stats.get("filter"):
+    if stats.get("filter") and stats["filter"]["seen"]:  # nothing to filter when every request failed
         kept = stats["filter"]
         dropped = ", ".join(f"{name} {sum(r.values()):,}" for name, r in kept["dropped_by"].items()) or "none"
         console.print(f"Filter: kept {kept['kept']:,} of {kept['seen']:,} ({kept['kept_share']:.1%}); dropped: {dropped}; "
@@ -159,6 +159,11 @@ def build_corpus_command(
     if stats["missing"]:
         console.print(f"[yellow]{stats['missing']:,} requests failed (see {result.out}/failures.jsonl); "
                       "run the same command again to retry them.[/]")
+        rejected = (llm or {}).get("failures_by_kind", {}).get("bad_request", 0)
+        if rejected:
+            console.print(f"[yellow]The endpoint rejected {rejected:,} of them (HTTP 400/422, e.g. a story longer than "
+                          "the model's context): asking again gets the same answer until the model, --max-tokens or "
+                          "the story changes; each reason is in failures.jsonl.[/]")
         raise typer.Exit(2)
 
 

@@ -6,8 +6,9 @@
 The folder it fills (default ``data/<lang>-<mode>``): ``raw/shard-*.jsonl`` (append-only, written as
 results arrive), ``failures.jsonl``, ``llm-cache.sqlite``, ``train.parquet``, ``validation.parquet``,
 ``stats.json`` and ``card.md``. Running the same command again resumes: finished stories are kept,
-failed ones are asked again, and cached answers are not paid for twice. It writes only into a new,
-empty or earlier build-corpus folder, and a rerun must plan the same stories (``corpus/folder.py``).
+failed ones are asked again (``failures.jsonl`` then holds only the stories still missing), and
+cached answers are not paid for twice. It writes only into a new, empty or earlier build-corpus
+folder, and a rerun must plan the same stories (``corpus/folder.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .card import write_card, write_stats
 from .folder import current_plan, folder_problem, plan_conflict, read_stats, stored_plan
 from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation, with_instruct
 from .progress import BuildProgress
-from .store import CorpusStore, is_build_folder
+from .store import CorpusStore, is_build_folder, read_failures
 
 
 class BuildError(RuntimeError):
@@ -73,6 +74,34 @@ class BuildOptions:
     @property
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path("data") / f"{Path(self.lang).name}-{self.mode}"
+
+
+# (option, flag, smallest value, whether the smallest value itself is allowed)
+_NUMERIC_LIMITS = (
+    ("n", "--n", 1, True), ("concurrency", "--concurrency", 1, True), ("max_tokens", "--max-tokens", 1, True),
+    ("max_attempts", "--max-attempts", 1, True), ("timeout_s", "--timeout", 0, False),
+    ("poll_interval_s", "--poll-interval", 0, False), ("backoff_s", "backoff_s", 0, True),
+    ("temperature", "--temperature", 0, True), ("top_p", "top_p", 0, False),
+    ("price_input_per_mtok", "--price-input", 0, True), ("price_output_per_mtok", "--price-output", 0, True),
+    ("filter_workers", "--workers", 1, True), ("validation_fraction", "validation_fraction", 0, True),
+)
+
+
+def option_problem(options: BuildOptions) -> str | None:
+    """Why the numbers of ``options`` cannot make a build (a timeout of -5 s fails every request after
+    paying for the attempt; zero attempts asks nothing), as one line; None when they can."""
+    for name, flag, smallest, inclusive in _NUMERIC_LIMITS:
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if value < smallest or (value == smallest and not inclusive):
+            bound = f"at least {smallest}" if inclusive else f"more than {smallest}"
+            return f"{flag} must be {bound}, not {value:g}"
+    if options.top_p is not None and options.top_p > 1:
+        return f"top_p must be at most 1, not {options.top_p:g}"
+    if options.validation_fraction >= 1:
+        return f"validation_fraction must be less than 1, not {options.validation_fraction:g}"
+    return None
 
 
 @dataclass
@@ -222,6 +251,7 @@ def dry_run_estimate(pack: LanguagePack, options: BuildOptions, settings: LLMSet
     story_tokens = options.expected_story_tokens
     if options.mode == "translate":  # a translation is about as long as its source
         story_tokens = sum(estimate_tokens(r.source_text or "") for r in pending) // max(1, len(pending))
+    story_tokens = min(story_tokens, options.max_tokens)  # no answer is longer than --max-tokens
     estimate = {"requests": len(pending), "stories": len(pending), "prompt_tokens": prompt_tokens,
                 "completion_tokens": story_tokens * len(pending), "completion_tokens_max": options.max_tokens * len(pending)}
     cost = settings.cost_usd(estimate["prompt_tokens"], estimate["completion_tokens"])
@@ -280,6 +310,9 @@ def reconcile_plan(pack: LanguagePack, options: BuildOptions, out: Path, planned
 
 def build_corpus(options: BuildOptions, console: Console | None = None) -> BuildResult:
     console = console or Console(stderr=True)
+    problem = option_problem(options)
+    if problem:
+        raise BuildError(problem)
     pack = load_pack(options.lang)
     out = options.out_dir
     problem = folder_problem(out)  # first: a wrong --out must not cost a source download
@@ -316,9 +349,10 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         console.print(f"Resuming {out}: {len(requests) - len(pending):,} of {len(requests):,} stories already written.")
     started = time.perf_counter()
     failures = 0
-    client = LLMClient(settings, Path(options.cache) if options.cache else out / "llm-cache.sqlite") if settings else None
+    client = llm_client(options, settings, out) if settings else None
     try:
-        with BuildProgress(console, total=len(requests), done=len(requests) - len(pending)) as progress:
+        with BuildProgress(console, total=len(requests), done=len(requests) - len(pending),
+                           usage=client.usage if client else None) as progress:
             if backend == "grammar":
                 run_grammar(pack, options, pending, store, progress)
             elif options.batch_api:
@@ -331,9 +365,11 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
             else:
                 failures = asyncio.run(_run_with_client(pack, options, pending, store, progress, client))
     except LLMFatalError as error:
-        raise BuildError(f"{error}. Stories written so far are kept in {out}; rerun to continue.") from None
+        raise BuildError(f"{error}. Stories written so far are kept in {out}; fix that and run the same command "
+                         "again to continue.") from None
     finally:
         store.close()
+        store.prune_failures()
     seconds = time.perf_counter() - started
     planned = [r.id for r in requests]
     fingerprint = splits_fingerprint(pack, options, store, len(planned))
@@ -358,6 +394,14 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
                         current_plan(pack.code, options, len(planned)))
     write_card(out, pack, options, stats)
     return BuildResult(out, backend, stats)
+
+
+def llm_client(options: BuildOptions, settings: LLMSettings, out: Path) -> LLMClient:
+    """The run's client; stories the endpoint rejected in an earlier run (failures.jsonl) are expected
+    to be rejected again, so a rerun asking only for them is not taken for a wrong parameter."""
+    rejected_before = {story_id for story_id, entry in read_failures(out).items() if entry.get("kind") == "bad_request"}
+    cache = Path(options.cache) if options.cache else out / "llm-cache.sqlite"
+    return LLMClient(settings, cache, known_rejections=rejected_before)
 
 
 def split_records(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: list[str]):

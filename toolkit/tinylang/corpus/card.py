@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..langpack import LanguagePack
 from ..records import read_jsonl
-from .store import raw_shards
+from .store import raw_shards, read_failures
 
 
 def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
@@ -41,10 +41,7 @@ def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: 
                 filter_stats: dict | None = None, splits_fingerprint: str | None = None, plan: dict | None = None) -> dict:
     """``plan`` (lang, mode, seed or source, n, format) is what the next build of ``out`` is checked against."""
     wanted = {r.id for r in requests}
-    failures_path = out / "failures.jsonl"
-    failed_ids = set()
-    if failures_path.exists():
-        failed_ids = {json.loads(line)["id"] for line in failures_path.read_text(encoding="utf-8").splitlines() if line}
+    failed_ids = set(read_failures(out))
     totals, written = corpus_totals(out, wanted)
     stats = {
         "lang": pack.code, "mode": options.mode, "format": options.format, "requested": len(requests),
@@ -99,6 +96,8 @@ def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:
 def _filter_note(filter_stats: dict | None, pack: LanguagePack) -> str:
     if not filter_stats:
         return "The splits hold every story, unfiltered (built with --no-filter)."
+    if not filter_stats["seen"]:  # every request failed: nothing reached the filters, and there is no share
+        return f"The {pack.name} pack's filter pipeline had no stories to check yet."
     reasons = ", ".join(f"{name}: {sum(r.values()):,}" for name, r in filter_stats["dropped_by"].items()) or "none"
     return (f"Filtered with the {pack.name} pack's pipeline: kept {filter_stats['kept']:,} of {filter_stats['seen']:,} "
             f"({filter_stats['kept_share']:.1%}); dropped by {reasons}; every dropped story is in rejected.jsonl with its reason.")

@@ -32,6 +32,26 @@ def raw_shards(folder: Path) -> list[Path]:
     return sorted((Path(folder) / "raw").glob("shard-*.jsonl"))
 
 
+def failures_path(folder: Path) -> Path:
+    return Path(folder) / "failures.jsonl"
+
+
+def read_failures(folder: Path) -> dict[str, dict]:
+    """Id -> the latest failure recorded for that story (a torn last line, from a kill, is skipped)."""
+    path = failures_path(folder)
+    if not path.is_file():
+        return {}
+    latest: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "id" in entry:
+            latest[entry["id"]] = entry
+    return latest
+
+
 class CorpusStore:
     def __init__(self, directory: Path, shard_records: int = SHARD_RECORDS) -> None:
         self.directory = Path(directory)
@@ -78,7 +98,7 @@ class CorpusStore:
     def write_failure(self, request_id: str, kind: str, message: str, attempts: int) -> None:
         """Failed requests are logged here and retried by the next run (they are not done)."""
         if self._failures is None:
-            self._failures = (self.directory / "failures.jsonl").open("a", encoding="utf-8")
+            self._failures = failures_path(self.directory).open("a", encoding="utf-8")
         entry = {"id": request_id, "kind": kind, "message": message, "attempts": attempts, "time": time.time()}
         self._failures.write(json.dumps(entry, ensure_ascii=False) + "\n")
         self._failures.flush()
@@ -88,6 +108,24 @@ class CorpusStore:
             if handle:
                 handle.close()
         self._handle = self._failures = None
+
+    def prune_failures(self) -> int:
+        """Rewrite failures.jsonl to hold only the stories still missing, each with its latest failure:
+        a story a later run wrote is no longer a failure, and a file that listed it would contradict
+        stats.json. Removes the file when nothing is missing; returns how many failures remain."""
+        path = failures_path(self.directory)
+        failures = read_failures(self.directory)
+        if not failures and not path.exists():
+            return 0
+        written = self.done_ids()
+        remaining = [entry for story_id, entry in failures.items() if story_id not in written]
+        if not remaining:
+            path.unlink(missing_ok=True)
+            return 0
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in remaining), encoding="utf-8")
+        temporary.replace(path)
+        return len(remaining)
 
     def final_records(self, wanted: list[str]) -> Iterator[StoryRecord]:
         """Raw records whose id is in ``wanted`` (the plan), each once, streamed shard by shard."""
