@@ -338,3 +338,35 @@ def test_stop_cuts_at_the_earliest_match_and_errors_stay_with_their_request(run_
     assert isinstance(last, Finished) and last.reason == "error" and "shutting down" in last.error
     with pytest.raises(RuntimeError, match="not running"):
         engine.submit(GenerationRequest("x"))
+
+
+def test_a_full_queue_refuses_whole_requests_with_503(run_dir):
+    """One row generating, one waiting (max_batch 1, max_queue 1): a request for two more rows is
+    refused whole, and the queue takes requests again once it drains."""
+    server = ModelServer.from_run(run_dir, ServeOptions(port=0, max_batch=1, max_queue=1))
+    server.start_in_thread()
+    client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+    long = {"model": MODEL, "prompt": "Tarina", "max_tokens": 100_000, "extra_body": {"ignore_eos": True}}
+    streams = []
+    try:
+        streams.append(client.completions.create(stream=True, **long))
+        next(iter(streams[0]))  # generating: the one batch slot is taken
+        with pytest.raises(openai.InternalServerError, match="busy") as refused:
+            client.completions.create(model=MODEL, prompt=["a", "b"], max_tokens=5)
+        assert refused.value.status_code == 503
+        streams.append(client.completions.create(stream=True, **long))  # one row may wait
+        with pytest.raises(openai.InternalServerError, match="server is busy"):
+            client.completions.create(model=MODEL, prompt="c", max_tokens=5)
+        for stream in streams:
+            stream.close()
+        deadline = time.monotonic() + 30
+        while True:  # the vanished streams free their rows
+            try:
+                assert client.completions.create(model=MODEL, prompt="d", max_tokens=3).choices[0].text is not None
+                break
+            except openai.InternalServerError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -129,11 +129,21 @@ def _fail_request(request: GenerationRequest, message: str) -> None:
     request.put(Finished("error", 0, message))
 
 
+class EngineBusy(RuntimeError):
+    """More rows are already waiting for a batch slot than the engine queues."""
+
+
 class Engine:
-    def __init__(self, model: Megabyte, max_batch: int = 8):
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
-        self.model, self.max_batch = model.eval(), max_batch
+    """Continuous batching: up to ``max_batch`` rows generate together; at most ``max_queue`` more
+    wait for a slot, so a flood of requests (n=16, a million bytes each) is refused at the door
+    rather than left to wait without end."""
+
+    def __init__(self, model: Megabyte, max_batch: int = 8, max_queue: int = 256):
+        if max_batch < 1 or max_queue < 0:
+            raise ValueError("max_batch must be at least 1 and max_queue at least 0")
+        self.model, self.max_batch, self.max_queue = model.eval(), max_batch, max_queue
+        self._queued = 0  # submitted, not yet in the batch
+        self._queued_lock = threading.Lock()
         self.device = next(model.parameters()).device
         self._incoming: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="tinylang-engine", daemon=True)
@@ -157,10 +167,21 @@ class Engine:
         return self._thread.is_alive() and not self._stopping
 
     def submit(self, request: GenerationRequest) -> GenerationRequest:
+        return self.submit_all([request])[0]
+
+    def submit_all(self, requests: list[GenerationRequest]) -> list[GenerationRequest]:
+        """Queue requests together, or none of them (EngineBusy) when the queue cannot take them all."""
         if not self.alive:
             raise RuntimeError("the generation engine is not running")
-        self._incoming.put(request)
-        return request
+        with self._queued_lock:
+            free = self.max_queue + max(0, self.max_batch - self.active) - self._queued
+            if len(requests) > free:
+                raise EngineBusy(f"the server is busy: {self._queued} request row(s) already wait for a batch "
+                                 f"slot (--max-queue {self.max_queue}); retry later")
+            self._queued += len(requests)
+        for request in requests:
+            self._incoming.put(request)
+        return requests
 
     # -- the engine thread ------------------------------------------------------------------------
 
@@ -204,6 +225,8 @@ class Engine:
             waiting.append(item)
         while waiting and len(rows) < self.max_batch:
             request = waiting.pop(0)
+            with self._queued_lock:
+                self._queued -= 1
             if request.cancelled.is_set():
                 continue
             try:  # a request that cannot start (a seed torch refuses, ...) fails alone

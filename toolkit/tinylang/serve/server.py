@@ -27,7 +27,7 @@ from ..checkpoint import load_model
 from ..langpack import LanguagePack, load_pack, run_language
 from ..model import Megabyte
 from . import api
-from .engine import Engine, Finished, GenerationRequest
+from .engine import Engine, EngineBusy, Finished, GenerationRequest
 
 MAX_BODY_BYTES = 1 << 20
 
@@ -43,6 +43,7 @@ class ServeOptions:
     device: str = "cpu"
     api_key: str | None = None  # when set, every request needs "Authorization: Bearer <api_key>"
     allow_origin: str | None = None  # CORS: the browser origin allowed to call the API ("*": any)
+    max_queue: int = 256  # request rows that may wait for a batch slot; more get a 503
 
 
 @dataclass
@@ -89,7 +90,7 @@ class ModelServer(ThreadingHTTPServer):
             options.chat_format == "auto" and recipe is not None and recipe.data.text_column == "instruct"
         )
         pack = load_pack(options.lang or run_language(run, recipe)) if instruct else None
-        engine = Engine(model, options.max_batch).start()
+        engine = Engine(model, options.max_batch, options.max_queue).start()
         served = ServedModel(options.name or served_name(run), model, engine, pack, int(time.time()),
                              recipe.data.text_column if recipe is not None else None)
         try:
@@ -316,8 +317,10 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         prefixes = [prefix for _, prefix in prompts for _ in range(request.n)]
         prompt_bytes = sum(len(prompt.encode("utf-8")) for prompt, _ in prompts)
-        for job in jobs:
-            self.server.served.engine.submit(job)
+        try:
+            self.server.served.engine.submit_all(jobs)
+        except EngineBusy as error:
+            raise api.ApiError(503, str(error), kind="server_error", code="server_busy") from None
         try:
             if request.stream:
                 self._stream(request, jobs, sink, prefixes, prompt_bytes, chat)
