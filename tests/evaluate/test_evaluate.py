@@ -18,19 +18,6 @@ from tinylang.testing.openai_server import OpenAIServer
 from tinylang.train import train
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from tests.conftest import make_stories, recipe_dict, write_txt
-    import yaml
-
-    folder = tmp_path_factory.mktemp("evalrun")
-    stories = write_txt(folder / "stories.txt", make_stories(200))
-    recipe = folder / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(recipe_dict(stories, folder / "run", folder / "cache")))
-    train(load_recipe(recipe), console=Console(quiet=True))
-    return folder / "run"
-
-
 def judge_answers(messages):
     return json.dumps({"grammar": 6, "creativity": 4, "consistency": 5, "plot": 3, "age_group": "B"})
 
@@ -57,11 +44,13 @@ def test_evaluate_with_a_judge_over_http(tiny_run, monkeypatch):
     assert frame["judge_parsed"].sum() == 11 and frame.loc[~frame["judge_parsed"], "judge_grammar"].isna().all()
     assert "refuse" in frame.loc[~frame["judge_parsed"], "judge_raw"].iloc[0]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["metrics"]["judge_grammar"]["mean"] == 6 and summary["metrics"]["judge_grammar"]["n"] == 11
+    # n counts completions: the two repeats of each are averaged first (the unusable one is not counted)
+    assert summary["metrics"]["judge_grammar"]["mean"] == 6 and summary["metrics"]["judge_grammar"]["n"] == 6
     assert summary["judge"]["unparsed"] == 1 and summary["judge"]["age_groups"] == {"B": 11}
     assert summary["judge"]["repeat_sd"]["grammar"] == 0  # the test judge always says 6
-    assert summary["held_out"]["stories"] == 44 and summary["held_out"]["bits_per_byte"] > 0
-    assert summary["validation"]["bits_per_byte"] > 0
+    # --limit 3: the held-out bits and validation bits are on 3 beginnings and 3 stories too
+    assert summary["held_out"]["stories"] == 3 and summary["held_out"]["bits_per_byte"] > 0
+    assert summary["limit"] == 3 and summary["validation"]["stories"] == 3 and summary["validation"]["bits_per_byte"] > 0
     for name in ("vocabulary_adherence", "dictionary_coverage", "language_ok", "words", "repetition"):
         assert name in summary["metrics"]
     report = (out / "report.md").read_text()
@@ -74,6 +63,39 @@ def test_evaluate_with_a_judge_over_http(tiny_run, monkeypatch):
     assert again.summary["judge"]["usage"]["cache_hits"] == 12
 
 
+def test_judge_repeats_are_averaged_per_completion_at_a_nonzero_temperature(tiny_run, monkeypatch):
+    """Three repeats of 2 x 2 completions are 4 samples, not 12: the interval is taken over each
+    completion's mean; the judge samples at temperature 1 (at 0 its repeats would be copies); the
+    report shows one example per beginning."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    grades = iter([2, 9, 4, 7, 5, 6, 3, 8, 5, 5, 10, 1] * 2)
+
+    def answer(messages):
+        return json.dumps({"grammar": next(grades), "creativity": 4, "consistency": 5, "plot": 3, "age_group": "B"})
+
+    with OpenAIServer(answer=answer) as server:
+        result = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, judge_model="judge",
+                                      base_url=server.url, judge_repeats=3, name="repeats"), Console(quiet=True))
+        temperatures = {body["temperature"] for body in server.requests}
+    assert temperatures == {1.0}
+    frame = pd.read_parquet(result.out / "completions.parquet")
+    assert len(frame) == 12
+    per_completion = frame.groupby(["beginning_id", "sample"])["judge_grammar"].mean()
+    mean, low, high = mean_ci(per_completion.tolist(), (1.0, 10.0))
+    grammar = result.summary["metrics"]["judge_grammar"]
+    assert grammar["n"] == 4 and grammar["mean"] == pytest.approx(mean)
+    assert grammar["ci95"] == pytest.approx([low, high])
+    spread = frame.groupby(["beginning_id", "sample"])["judge_grammar"].std().mean()
+    assert result.summary["judge"]["repeat_sd"]["grammar"] == pytest.approx(spread) and spread > 0
+    assert result.summary["judge"]["temperature"] == 1.0 and result.summary["judge"]["repeats"] == 3
+    report = (result.out / "report.md").read_text()
+    examples = report.split("## Example completions")[1]
+    assert examples.count("**ts-01**") == 1 and examples.count("**ts-02**") == 1
+    first = per_completion[("ts-01", 0)]
+    assert f"grammar {first:.3g}," in examples  # the mean of its three repeats
+    assert "n counts completions" in report
+
+
 def test_evaluate_without_a_judge_gives_automatic_metrics(tiny_run, monkeypatch):
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TINYLANG_JUDGE_MODEL"):
         monkeypatch.delenv(name, raising=False)
@@ -82,6 +104,8 @@ def test_evaluate_without_a_judge_gives_automatic_metrics(tiny_run, monkeypatch)
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "judge scores skipped" in output and "Report:" in output
+    for bar in ("completions", "held-out bits", "validation bits"):  # no long silent passes
+        assert f"{bar} ━" in result.stdout
     summary = json.loads((tiny_run / "eval" / "auto" / "summary.json").read_text())
     assert summary["judge"] is None and "judge_grammar" not in summary["metrics"]
     assert "skipped" in (tiny_run / "eval" / "auto" / "report.md").read_text()

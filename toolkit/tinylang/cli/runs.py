@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ._app import app, console, errors, fail
 
@@ -115,6 +116,8 @@ def serve(
                                     help="auto (instruct if trained on the instruct column), instruct or story."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels chat uses (default: the corpus's)."),
     max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests generated together (continuous batching)."),
+    max_queue: int = typer.Option(256, "--max-queue", min=0,
+                                  help="Requests that may wait for a batch slot; more are answered 503 (clients retry)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="CPU threads for torch (default on CPU: 1, see docs/serve.md)."),
@@ -143,7 +146,8 @@ def serve(
     elif threads:
         torch.set_num_threads(threads)
     try:
-        options = ServeOptions(host, port, name, chat_format, lang, max_batch, str(resolved), api_key, allow_origin)
+        options = ServeOptions(host, port, name, chat_format, lang, max_batch, str(resolved), api_key, allow_origin,
+                               max_queue)
         server = ModelServer.from_run(run, options)
     except (CheckpointError, PackError, RuntimeError, ValueError) as error:
         fail(str(error))
@@ -185,6 +189,17 @@ def export(
 
 
 
+def _fail_on_one_line(message: str, code: int = 1) -> None:
+    """Like fail, without wrapping at the terminal width: evaluate's and compare's errors name files
+    and endpoints, and a wrapped line splits them."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    errors.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 @app.command("evaluate")
 def evaluate_command(
     run: Path = typer.Argument(..., metavar="RUN", help="Run directory (or checkpoint / exported folder)."),
@@ -196,11 +211,20 @@ def evaluate_command(
     top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (above 0)."),
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes per completion."),
     seed: int = typer.Option(0, "--seed"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N beginnings."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="Quick check: only the first N beginnings, held-out beginnings and "
+                                             "validation stories."),
     instruct: bool = typer.Option(False, "--instruct", help="An instruct model: prompts request words and features."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),
     judge_repeats: int = typer.Option(1, "--judge-repeats", min=1, help="Judge each completion N times (judge variance)."),
+    judge_temperature: Optional[float] = typer.Option(
+        None, "--judge-temperature", min=0.0, help="Judge sampling temperature (default: 0 for one repeat, 1.0 for more)."),
+    judge_timeout: float = typer.Option(120.0, "--judge-timeout", min=1.0, help="Seconds to wait for one judge answer."),
+    judge_max_attempts: int = typer.Option(6, "--judge-max-attempts", min=1,
+                                           help="Tries per judge request before it is recorded as failed."),
+    judge_max_tokens: int = typer.Option(1024, "--judge-max-tokens", min=16,
+                                         help="Most tokens in one judge answer (a cut-off answer is retried, then failed)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Judge requests in flight."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
 ) -> None:
@@ -213,11 +237,14 @@ def evaluate_command(
     _check_top_p(top_p)
     options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k or None,
                           top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, device=device,
-                          judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats, concurrency=concurrency)
+                          judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats,
+                          judge_temperature=judge_temperature, judge_timeout_s=judge_timeout,
+                          judge_max_attempts=judge_max_attempts, judge_max_tokens=judge_max_tokens,
+                          concurrency=concurrency)
     try:
-        result = evaluate(options, console=console)
+        result = evaluate(options, console=console, errors=errors)
     except (CheckpointError, PackError, LLMFatalError) as error:
-        fail(str(error))
+        _fail_on_one_line(str(error))
     except KeyboardInterrupt:
         fail("interrupted; judge answers so far are cached, run the same command again", 130)
     summary = result.summary
@@ -229,14 +256,14 @@ def evaluate_command(
             interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
             console.print(f"{metric:>22}: {value['mean']:.2f}{interval}", highlight=False)
     held = summary["held_out"]
-    console.print(f"{'held-out bits/byte':>22}: {held['bits_per_byte']:.3f} (bits/char {held['bits_per_char']:.3f})",
-                  highlight=False)
+    console.print(f"{'held-out bits/byte':>22}: {held['bits_per_byte']:.3f} (bits/char {held['bits_per_char']:.3f}, "
+                  f"{held['stories']} beginnings)", highlight=False)
     for part, gain in (summary.get("request_gain") or {}).items():
         if isinstance(gain, dict) and gain.get("gain_bits_per_story") is not None:
             low, high = gain["ci95"]
-            console.print(f"{'request gain, ' + part:>22}: {gain['gain_bits_per_story']:.1f} bits/story "
-                          f"[{low:.1f}, {high:.1f}] (its own vs another story's, {gain['n']} validation stories)",
-                          highlight=False)
+            interval = f" [{low:.1f}, {high:.1f}]" if low is not None else ""
+            console.print(f"{'request gain, ' + part:>22}: {gain['gain_bits_per_story']:.1f} bits/story{interval} "
+                          f"(its own vs another story's, {gain['n']} validation stories)", highlight=False)
     console.print(f"Report: {result.out / 'report.md'}")
 
 
@@ -252,8 +279,10 @@ def compare_command(
     try:
         result = compare_runs(runs, out, name)
     except CompareError as error:
-        fail(str(error))
+        _fail_on_one_line(str(error))
     console.print((out / "comparison.md").read_text(encoding="utf-8"), highlight=False, soft_wrap=True)
+    for line in result["warnings"]:
+        _warn(line)
     console.print(f"Wrote {out}/comparison.md, comparison.csv" + "".join(f", {p}" for p in result["plots"]))
 
 

@@ -3,11 +3,13 @@
     compare_runs([Path("runs/fi-tiny"), Path("runs/en-tiny")], Path("results/compare"))
 
 Writes ``comparison.md`` and ``comparison.csv`` (one row per run: language, parameters, training
-bytes, every metric with its 95% interval), ``judge_scores.png`` (judge scores by language and
-model) and ``bpb_vs_bytes.png`` (validation bits per byte against training bytes, from each run's
+bytes, the evaluation's settings, every metric with its 95% interval as ``_ci95_low`` and
+``_ci95_high`` columns), ``judge_scores.png`` (judge scores by language and model) and
+``bpb_vs_bytes.png`` (validation bits per byte against training bytes, from each run's
 metrics.jsonl). Bits per byte favours no language fairly (Finnish spends more bytes per idea than
 English), so runs are also compared in bits per story on the evaluation beginnings, which are the
-same stories in every language pack.
+same stories in every language pack. Evaluations made with different settings (samples, bytes,
+temperature, --limit, judge) are compared anyway, with a warning per setting.
 """
 
 from __future__ import annotations
@@ -21,17 +23,62 @@ import pandas as pd
 METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "vocabulary_adherence",
            "dictionary_coverage", "language_ok", "words", "repetition")
 JUDGE = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot")
+# Settings that change what the numbers mean: (column, label in warnings).
+SETTINGS = (("samples", "samples per beginning (--samples)"), ("max_bytes", "bytes per completion (--max-bytes)"),
+            ("temperature", "sampling temperature (--temperature)"), ("limit", "beginnings (--limit)"),
+            ("judge_model", "judge model"))
+REQUIRED = ("lang", "completions", "metrics", "held_out.bits_per_byte", "held_out.bits_per_char",
+            "held_out.bits_per_story")
 
 
 class CompareError(ValueError):
     """Runs that cannot be compared; the message says what is missing."""
 
 
+def _has(summary: dict, dotted: str) -> bool:
+    value = summary
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return True
+
+
 def load_summary(run: Path, name: str) -> dict:
+    """A run's summary.json, checked for what the comparison reads: a missing, unreadable or older
+    summary is a CompareError naming the file, not a traceback."""
     path = Path(run) / "eval" / name / "summary.json"
     if not path.is_file():
         raise CompareError(f"{run}: no evaluation named {name!r} ({path} is missing): run `tinylang evaluate {run}` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CompareError(f"{path} is not a readable summary ({error}): run `tinylang evaluate {run}` again") from None
+    missing = [key for key in REQUIRED if not _has(summary, key)] if isinstance(summary, dict) else ["everything"]
+    if missing:
+        raise CompareError(f"{path} has no {', '.join(missing)} (written by an older tinylang?): run "
+                           f"`tinylang evaluate {run}` again")
+    return summary
+
+
+def evaluation_settings(summary: dict) -> dict:
+    """The settings an evaluation was made with (limit None: all beginnings; judge_model None: no judge)."""
+    return {"samples": summary.get("samples"), "max_bytes": summary.get("max_bytes"),
+            "temperature": summary.get("temperature"), "limit": summary.get("limit"),
+            "judge_model": (summary.get("judge") or {}).get("model")}
+
+
+def setting_warnings(runs: list[Path], summaries: list[dict]) -> list[str]:
+    """One line per setting that differs between the evaluations: their numbers are not like for like."""
+    lines = []
+    for setting, label in SETTINGS:
+        values = [evaluation_settings(summary)[setting] for summary in summaries]
+        if len(set(map(repr, values))) > 1:
+            shown = {"limit": "all", "judge_model": "none"}.get(setting, "-")
+            lines.append(f"the evaluations differ in {label}: " + ", ".join(
+                f"{run} {shown if value is None else value}" for run, value in zip(runs, values))
+                + "; their numbers are not like for like")
+    return lines
 
 
 def comparison_table(runs: list[Path], name: str = "default") -> tuple[pd.DataFrame, list[dict]]:
@@ -39,20 +86,27 @@ def comparison_table(runs: list[Path], name: str = "default") -> tuple[pd.DataFr
     rows = []
     for run, summary in zip(runs, summaries):
         row = {"run": str(run), "lang": summary["lang"], "parameters": summary.get("parameters"),
-               "training_bytes": summary.get("training_bytes"), "completions": summary["completions"]}
+               "training_bytes": summary.get("training_bytes"), "completions": summary["completions"],
+               **evaluation_settings(summary)}
         for metric in METRICS:
             value = summary["metrics"].get(metric)
+            bounds = value["ci95"] if value and value["ci95"][0] is not None else (None, None)
             row[metric] = value["mean"] if value else None
-            row[f"{metric}_ci95"] = (tuple(round(x, 3) for x in value["ci95"]) if value and value["ci95"][0] is not None
-                                     else None)
+            row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = (
+                None if bound is None else round(bound, 3) for bound in bounds)
         held = summary["held_out"]
         row["held_out_bits_per_byte"] = held["bits_per_byte"]
         row["held_out_bits_per_char"] = held["bits_per_char"]
         row["held_out_bits_per_story"] = held["bits_per_story"]
         row["validation_bits_per_byte"] = (summary.get("validation") or {}).get("bits_per_byte")
-        row["judge_model"] = (summary.get("judge") or {}).get("model")
         rows.append(row)
     return pd.DataFrame(rows), summaries
+
+
+def interval(row, metric: str) -> tuple[float, float] | None:
+    """A metric's 95% interval from its _ci95_low/_ci95_high columns; None where it has none."""
+    low, high = row.get(f"{metric}_ci95_low"), row.get(f"{metric}_ci95_high")
+    return None if low is None or high is None or pd.isna(low) or pd.isna(high) else (low, high)
 
 
 def parallel_bits(summaries: list[dict]) -> dict | None:
@@ -73,12 +127,20 @@ def _cell(value, interval=None) -> str:
     return text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else "")
 
 
+def _setting_cell(name: str, value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return {"limit": "all"}.get(name, "-")
+    return _cell(value)
+
+
 def markdown(frame: pd.DataFrame, parallel: dict | None) -> str:
-    columns = ["run", "lang", "parameters", "training_bytes", *METRICS, "held_out_bits_per_byte",
+    settings = [setting for setting, _ in SETTINGS]
+    columns = ["run", "lang", "parameters", "training_bytes", *settings, *METRICS, "held_out_bits_per_byte",
                "held_out_bits_per_char", "held_out_bits_per_story", "validation_bits_per_byte"]
     lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
     for _, row in frame.iterrows():
-        cells = [_cell(row[c], row.get(f"{c}_ci95")) if c in METRICS else _cell(row[c]) for c in columns]
+        cells = [_cell(row[c], interval(row, c)) if c in METRICS else _setting_cell(c, row[c]) if c in settings
+                 else _cell(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", "Means with 95% intervals. Bits per byte favours no language fairly: the same story takes more "
              "bytes in Finnish than in English."]
@@ -120,8 +182,8 @@ def plot_judge_scores(frame: pd.DataFrame, path: Path) -> bool:
     for k, (_, row) in enumerate(judged.iterrows()):
         label = f"{row['lang']} {Path(row['run']).name} ({(row['parameters'] or 0) / 1e6:.1f}M)"
         means = [row[m] for m in JUDGE]
-        errors = [[m - (row[f"{c}_ci95"] or (m, m))[0] for m, c in zip(means, JUDGE)],
-                  [(row[f"{c}_ci95"] or (m, m))[1] - m for m, c in zip(means, JUDGE)]]
+        errors = [[m - (interval(row, c) or (m, m))[0] for m, c in zip(means, JUDGE)],
+                  [(interval(row, c) or (m, m))[1] - m for m, c in zip(means, JUDGE)]]
         ax.bar([i + k * width for i in range(len(JUDGE))], means, width, yerr=errors, capsize=3, label=label)
     ax.set_xticks([i + width * (len(judged) - 1) / 2 for i in range(len(JUDGE))], [m[6:] for m in JUDGE])
     ax.set_ylim(0, 10)
@@ -192,14 +254,29 @@ def plot_story_metrics(summary: dict, path: Path) -> bool:
     return _finish(plt, fig, ax, "Story measurements (95% intervals)", path)
 
 
+def prepare_out(out: Path) -> None:
+    """Create the output folder, or say in one line why it cannot be."""
+    if out.exists() and not out.is_dir():
+        raise CompareError(f"--out {out} is a file, not a folder: give a folder for the comparison")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CompareError(f"cannot create --out {out}: {error.strerror or error}") from None
+
+
 def compare_runs(runs: list[Path], out: Path, name: str = "default") -> dict:
+    """Write the comparison of ``runs``; ``warnings`` in the result are lines to show the user."""
     if not runs:
         raise CompareError("give at least one run directory")
     frame, summaries = comparison_table(runs, name)
     parallel = parallel_bits(summaries)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "comparison.csv", index=False)
-    (out / "comparison.md").write_text(markdown(frame, parallel), encoding="utf-8")
-    plots = [p for p, made in (("judge_scores.png", plot_judge_scores(frame, out / "judge_scores.png")),
-                               ("bpb_vs_bytes.png", plot_bpb_vs_bytes(runs, frame, out / "bpb_vs_bytes.png"))) if made]
-    return {"out": str(out), "runs": len(runs), "plots": plots, "parallel": parallel}
+    prepare_out(out)
+    try:
+        frame.to_csv(out / "comparison.csv", index=False)
+        (out / "comparison.md").write_text(markdown(frame, parallel), encoding="utf-8")
+        plots = [p for p, made in (("judge_scores.png", plot_judge_scores(frame, out / "judge_scores.png")),
+                                   ("bpb_vs_bytes.png", plot_bpb_vs_bytes(runs, frame, out / "bpb_vs_bytes.png"))) if made]
+    except OSError as error:
+        raise CompareError(f"cannot write to {out}: {error.strerror or error}") from None
+    return {"out": str(out), "runs": len(runs), "plots": plots, "parallel": parallel,
+            "warnings": setting_warnings(runs, summaries)}

@@ -2,14 +2,14 @@
 filters say about completions (vocabulary adherence, dictionary coverage, language, repetition),
 diversity (distinct-n) and length. Means come with a 95% confidence interval.
 
-    bits = story_bits(model, ["Olipa kerran ..."])     # [(bits, bytes, characters)]
+    bits = story_bits(model, ["Olipa kerran ..."], end_of_story=False)     # [(bits, bytes, characters)]
     mean, low, high = mean_ci([7, 8, 6])
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -55,15 +55,22 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
 
 
 @torch.no_grad()
-def story_bits(model: Megabyte, texts: Sequence[str]) -> list[tuple[float, int, int]]:
-    """(bits, UTF-8 bytes, characters) to encode each story after BOS, end-of-story included.
+def story_bits(model: Megabyte, texts: Sequence[str], end_of_story: bool = True,
+               progress: Callable[[], None] | None = None) -> list[tuple[float, int, int]]:
+    """(bits, UTF-8 bytes, characters) to encode each text after BOS.
 
-    Stories longer than the context are scored in consecutive windows (each window starts fresh)."""
+    Whole stories (a validation split) include the end-of-story prediction: ending at the right
+    place is part of telling the story. Beginnings that stop mid-sentence (the evaluation
+    beginnings) must not (``end_of_story=False``): predicting an end there would be wrong, and it
+    would add 14-20 bits per story that say nothing about the text. Texts longer than the context
+    are scored in consecutive windows (each window starts fresh). ``progress`` is called after each
+    text."""
     device = next(model.parameters()).device
     context = model.config.context_bytes
     results = []
     for text in texts:
-        ids = torch.from_numpy(encode_story(text).astype(np.int64)).to(device)
+        ids = encode_story(text) if end_of_story else encode_story(text)[:-1]
+        ids = torch.from_numpy(ids.astype(np.int64)).to(device)
         bits = 0.0
         for start in range(0, len(ids) - 1, context):
             window = ids[start : start + context + 1]
@@ -73,18 +80,22 @@ def story_bits(model: Megabyte, texts: Sequence[str]) -> list[tuple[float, int, 
             nats = F.cross_entropy(logits[0].float(), window[1:], reduction="sum")
             bits += float(nats) / math.log(2)
         results.append((bits, len(text.encode("utf-8")), len(text)))
+        if progress:
+            progress()
     return results
 
 
 @torch.no_grad()
-def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[list[str], list[str], str]]) -> dict:
+def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[list[str], list[str], str]],
+                 progress: Callable[[], None] | None = None) -> dict:
     """How much an instruct model's request tells it about the story, split in its two parts: bits
     to encode each story after its own request, against after the same request with the next
     story's words (``words``) or the next story's features (``features``). A model that follows
     requests finds a story cheaper after its own. This moves with training long before sampled
     stories use the requested words, and the split says which part the model reads (the demo model
     learnt features long before words). Each comparison scores the same story bytes on both sides:
-    as many as fit in the context after the longer request."""
+    as many as fit in the context after the longer request. ``progress`` is called for each
+    story of each part (2 x stories calls)."""
     device = next(model.parameters()).device
     context = model.config.context_bytes
 
@@ -98,6 +109,8 @@ def request_gain(model: Megabyte, pack: LanguagePack, stories: Sequence[tuple[li
     for part in ("words", "features"):
         gains = []
         for i, (words, features, text) in enumerate(stories):
+            if progress:
+                progress()
             neighbour = stories[(i + 1) % len(stories)]
             swapped = (neighbour[0], features) if part == "words" else (words, neighbour[1])
             if list(swapped) == [words, features]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..langpack import LanguagePack
+from .summary import completion_scores
 
 LABELS = {
     "judge_grammar": "judge: grammar (1-10)", "judge_creativity": "judge: creativity (1-10)",
@@ -22,6 +23,42 @@ LABELS = {
 
 def _number(value) -> str:
     return "-" if value is None else f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+
+
+def example_completions(rows: list[dict], count: int) -> list[dict]:
+    """The first sample of each of the first ``count`` beginnings, with its judge scores averaged over
+    the judge's repeats: one example per beginning, however many samples and repeats there are."""
+    scores = {(r["beginning_id"], r["sample"]): r for r in completion_scores(rows)}
+    chosen: dict[str, dict] = {}
+    for row in rows:
+        if row["beginning_id"] not in chosen and len(chosen) < count:
+            chosen[row["beginning_id"]] = row | scores[(row["beginning_id"], row["sample"])]
+    return list(chosen.values())
+
+
+def held_out_title(summary: dict) -> str:
+    which = "the first {} of the pack's" if summary.get("limit") else "the pack's {}"
+    return f"held-out text ({which.format(summary['held_out']['stories'])} evaluation beginnings, no end-of-story)"
+
+
+def judge_lines(judge: dict) -> list[str]:
+    """What the judge was and how many of its answers count."""
+    failed = f", {judge['failed']:,} failed requests" if judge.get("failed") else ""
+    lines = [f"Judge: `{judge['model']}`, prompt `{judge['prompt_version']}`, {judge['repeats']} repeat(s) at "
+             f"temperature {judge.get('temperature', 0):g}; {judge['parsed']:,} answers parsed, {judge['unparsed']:,} "
+             f"unparsed{failed} (kept with their raw text or reason in completions.parquet, never scored). Age groups: "
+             + (", ".join(f"{k} {v}" for k, v in sorted(judge["age_groups"].items())) or "-") + "."]
+    if judge.get("instruction_following_unparsed"):
+        lines.append(f"{judge['instruction_following_unparsed']:,} parsed answers gave no instruction-following score "
+                     "(unparsed for that score).")
+    if judge["repeats"] > 1:
+        lines.append("Judge scores are averaged over the repeats of each completion first, so n counts completions.")
+    if judge.get("repeat_sd"):
+        lines.append("Judge variance: mean standard deviation over repeats of the same completion: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in judge["repeat_sd"].items() if v is not None) + ".")
+    lines.append("Judges favour longer completions; compare the scores with the mean length above. Scores across "
+                 "languages also depend on the judge's skill in each language.")
+    return lines
 
 
 def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack, examples: int = 3) -> None:
@@ -44,7 +81,7 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
             lines.append(f"| {label} | {_number(metric['mean'])} | {interval} | {metric['n']:,} |")
     for name, value in summary["distinct"].items():
         lines.append(f"| {name.replace('_', '-')} | {value:.3f} | | |")
-    for title, bits in (("held-out text (the pack's 44 beginnings)", summary["held_out"]),
+    for title, bits in ((held_out_title(summary), summary["held_out"]),
                         ("corpus validation split", summary["validation"])):
         if bits:
             lines.append(f"| bits per byte, {title} | {_number(bits['bits_per_byte'])} | | {bits['stories']} |")
@@ -60,18 +97,10 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
         lines.append("Judge scores were skipped: no judge endpoint was configured (`--judge-model`, with `--base-url` "
                      "or `OPENAI_API_KEY`).")
     else:
-        lines.append(f"Judge: `{judge['model']}`, prompt `{judge['prompt_version']}`, {judge['repeats']} repeat(s); "
-                     f"{judge['parsed']:,} answers parsed, {judge['unparsed']:,} unparsed (kept with their raw text in "
-                     f"completions.parquet, never scored). Age groups: "
-                     + (", ".join(f"{k} {v}" for k, v in sorted(judge["age_groups"].items())) or "-") + ".")
-        if judge.get("repeat_sd"):
-            lines.append("Judge variance: mean standard deviation over repeats of the same completion: "
-                         + ", ".join(f"{k} {v:.2f}" for k, v in judge["repeat_sd"].items() if v is not None) + ".")
-        lines.append("Judges favour longer completions; compare the scores with the mean length above. Scores across "
-                     "languages also depend on the judge's skill in each language.")
+        lines += judge_lines(judge)
     lines += ["", "## Example completions", ""]
-    for row in rows[: examples * max(1, summary["samples"]) : max(1, summary["samples"])]:
-        scores = ", ".join(f"{k[6:]} {row[k]:g}" for k in ("judge_grammar", "judge_creativity", "judge_consistency",
+    for row in example_completions(rows, examples):
+        scores = ", ".join(f"{k[6:]} {row[k]:.3g}" for k in ("judge_grammar", "judge_creativity", "judge_consistency",
                                                           "judge_plot") if row.get(k) is not None)
         lines += [f"**{row['beginning_id']}** " + (f"({scores})" if scores else ""), "",
                   f"> {row['beginning']} **{row['completion']}**".replace("\n", "\n> "), ""]

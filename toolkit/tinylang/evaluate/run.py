@@ -3,7 +3,10 @@
     result = evaluate(EvalOptions(run=Path("runs/fi-tiny"), lang="fi", samples=10))
 
 Writes ``RUN/eval/<name>/completions.parquet`` (one row per completion and judge repeat, with every
-score and the judge's raw answer), ``summary.json`` and ``report.md``.
+score and the judge's raw answer, or why it did not count), ``summary.json`` and ``report.md``. The
+judge's settings are checked before anything slow; a judge request that fails is recorded and
+counted, never fatal; a fatal judge error (bad key, no quota) keeps the completions in
+``completions-unjudged.parquet``. Every slow pass has a progress bar.
 """
 
 from __future__ import annotations
@@ -13,34 +16,31 @@ import codecs
 import json
 import os
 import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..checkpoint import load_model
 from ..corpus.plan import grammar_words, pack_words, sample_request
 from ..langpack import LanguagePack, load_pack, run_corpus_stats, run_language
-from ..llm import LLMClient, LLMSettings
+from ..llm import LLMClient, LLMFatalError, LLMSettings, UsageStats
 from ..model import BOS_ID, EOS_ID
 from ..records import read_parquet
 from ..runtime import pick_device
 from ..sources import open_source, read_stories
-from .judge import CRITERIA, judge_completion
-from .metrics import CompletionMetrics, bits_summary, distinct_n, mean_ci, request_gain, story_bits
+from .judge import CRITERIA, OPTIONAL_CRITERIA, Judgement, judge_completion
+from .metrics import CompletionMetrics, bits_summary, request_gain, story_bits
 from .report import write_report
+from .summary import judge_warnings, summarise
 
-SHARE = (0.0, 1.0)
-BOUNDS = {"judge_grammar": (1.0, 10.0), "judge_creativity": (1.0, 10.0), "judge_consistency": (1.0, 10.0),
-          "judge_plot": (1.0, 10.0), "dictionary_coverage": SHARE, "vocabulary_adherence": SHARE,
-          "repetition": SHARE, "language_ok": SHARE, "requested_words_used": SHARE,
-          "judge_instruction_following": (1.0, 10.0), "words": (0.0, float("inf")), "bytes": (0.0, float("inf"))}
-SUMMARY_METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "judge_instruction_following",
-                   "words", "bytes", "dictionary_coverage", "vocabulary_adherence", "repetition", "language_ok",
-                   "requested_words_used")
+UNJUDGED = "completions-unjudged.parquet"  # written when a fatal judge error stops the evaluation
 
 
 @dataclass
@@ -54,12 +54,16 @@ class EvalOptions:
     top_p: float | None = None
     max_bytes: int = 600
     seed: int = 0
-    limit: int | None = None  # first N beginnings only
+    limit: int | None = None  # first N beginnings only (and N held-out beginnings, N validation stories)
     instruct: bool = False  # an instruct model: prompts carry requested words and features
     device: str = "auto"
     judge_model: str | None = None
     base_url: str | None = None
     judge_repeats: int = 1
+    judge_temperature: float | None = None  # None: 0 for one repeat, 1.0 for more (see judge_temperature)
+    judge_timeout_s: float = 120.0
+    judge_max_attempts: int = 6
+    judge_max_tokens: int = 1024  # room for judges that reason or comment before their JSON
     concurrency: int = 8
     validation_stories: int = 200
     extra: dict = field(default_factory=dict)
@@ -102,12 +106,23 @@ def completion_text(output: bytes) -> str:
     return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(output)
 
 
+def judge_temperature(options: EvalOptions) -> float:
+    """The judge's sampling temperature: 0 (its one best answer) when each completion is judged once;
+    1.0 when repeated, since repeats at temperature 0 return the same answer and measure nothing."""
+    if options.judge_temperature is not None:
+        return options.judge_temperature
+    return 0.0 if options.judge_repeats == 1 else 1.0
+
+
 def judge_settings(options: EvalOptions) -> LLMSettings | None:
+    """The judge's LLM settings, or None without a judge model. Raises LLMFatalError when there is a
+    model but no endpoint: evaluate calls this first, before any slow step."""
     model = options.judge_model or os.environ.get("TINYLANG_JUDGE_MODEL")
     if not model:
         return None
-    return LLMSettings.resolve(model=model, base_url=options.base_url, concurrency=options.concurrency, temperature=0.0,
-                               max_tokens=400)
+    return LLMSettings.resolve(model=model, base_url=options.base_url, concurrency=options.concurrency,
+                               temperature=judge_temperature(options), max_tokens=options.judge_max_tokens,
+                               timeout_s=options.judge_timeout_s, max_attempts=options.judge_max_attempts)
 
 
 def request_words_source(recipe) -> str:
@@ -126,31 +141,78 @@ def instruct_requests(pack: LanguagePack, count: int, seed: int, source: str = "
     return [(list(r.words.values()), list(r.features)) for r in requests]
 
 
-async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, items: list[tuple]):
+@contextmanager
+def progress_step(console: Console, description: str, total: int) -> Iterator:
+    """A progress bar for one slow step (columns as in build-corpus and filter); yields a function
+    that advances it by one, optionally with a note shown beside the count."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(description, total=total, note="")
+
+        def advance(note: str | None = None) -> None:
+            bar.update(task, advance=1, **({} if note is None else {"note": note}))
+
+        yield advance
+
+
+async def judge_all(pack: LanguagePack, settings: LLMSettings, cache: Path, items: list[tuple],
+                    on_judged=None) -> tuple[list[tuple[Judgement, dict]], UsageStats]:
+    """Judge every item concurrently (the client bounds how many are in flight). A failed request is
+    a failed judgement, not an exception; a fatal error cancels the other requests and propagates."""
     client = LLMClient(settings, cache)
+
+    async def judge_one(beginning: str, completion: str, key: str, instructions: str | None):
+        result = await judge_completion(client, pack, beginning, completion, key, instructions)
+        if on_judged:
+            on_judged(result[0])
+        return result
+
+    tasks = [asyncio.ensure_future(judge_one(*item)) for item in items]
     try:
-        calls = (judge_completion(client, pack, b, c, key, instructions) for b, c, key, instructions in items)
-        return await asyncio.gather(*calls), client.usage
+        return await asyncio.gather(*tasks), client.usage
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     finally:
         await client.aclose()
 
 
-def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult:
-    console = console or Console(stderr=True)
-    model, recipe = load_model(options.run, pick_device(options.device))
-    pack = load_pack(options.lang or run_language(options.run, recipe))
-    beginnings = list(pack.eval_beginnings[: options.limit] if options.limit else pack.eval_beginnings)
-    out = Path(options.run) / "eval" / options.name
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    words_source = request_words_source(recipe) if options.instruct else None
-    requests = (instruct_requests(pack, len(beginnings), options.seed, words_source) if options.instruct
-                else [None] * len(beginnings))
+def judge_rows(rows: list[dict], pack: LanguagePack, settings: LLMSettings, options: EvalOptions, out: Path,
+               console: Console) -> tuple[list[dict], UsageStats]:
+    """Every completion judged ``judge_repeats`` times: one row per completion and repeat."""
+    items, judged_rows = [], []
+    for row in rows:
+        for repeat in range(options.judge_repeats):
+            key = f"{pack.spec.grading.version}/{row['beginning_id']}/{row['sample']}/{repeat}"
+            items.append((row["beginning"], row["completion"], key, row.get("instructions")))
+            judged_rows.append(row | {"judge_repeat": repeat})
+    repeats = f" x {options.judge_repeats} repeats" if options.judge_repeats > 1 else ""
+    console.print(f"Judging {len(rows):,} completions{repeats} with {settings.model} "
+                  f"(temperature {settings.temperature:g}) ...", highlight=False)
+    if options.judge_repeats > 1 and settings.temperature == 0:
+        console.print("[yellow]--judge-temperature 0 with repeats: a judge at temperature 0 repeats its answer, "
+                      "so the repeats measure little[/]")
+    problems: Counter = Counter()
+    with progress_step(console, "judge", len(items)) as advance:
+        def judged(judgement: Judgement) -> None:
+            problems["failed" if judgement.failed else "unparsed" if not judgement.parsed else "parsed"] += 1
+            advance(", ".join(f"{problems[k]} {k}" for k in ("failed", "unparsed") if problems[k]))
+
+        judgements, usage = asyncio.run(judge_all(pack, settings, out / "judge-cache.sqlite", items, judged))
+    for row, (judgement, _) in zip(judged_rows, judgements):
+        row.update(judgement.as_row())
+    return judged_rows, usage
+
+
+def completion_rows(model, pack: LanguagePack, beginnings: list, requests: list, options: EvalOptions,
+                    console: Console) -> list[dict]:
+    """Generate the completions and measure each: one row per completion."""
     prompts = [b.text if r is None else pack.instruct_text(r[0], r[1], b.text) for b, r in zip(beginnings, requests)]
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
-        task = bar.add_task("completions", total=len(beginnings))
-        completions = complete_beginnings(model, prompts, options.samples, options, lambda: bar.advance(task))
+    with progress_step(console, "completions", len(beginnings)) as advance:
+        completions = complete_beginnings(model, prompts, options.samples, options, advance)
     rows = []
     for beginning, request, outputs in zip(beginnings, requests, completions):
         for sample, output in enumerate(outputs):
@@ -164,37 +226,71 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     sizes = [len(output) for outputs in completions for output in outputs]
     for row, measured in zip(rows, CompletionMetrics(pack).measure([r["completion"] for r in rows], wanted, sizes)):
         row.update(measured)
-    settings = judge_settings(options)
-    judge_usage = None
-    judged_rows = rows
+    return rows
+
+
+def held_out_bits(model, beginnings: list, console: Console) -> dict:
+    """Bits on the evaluation beginnings (the same stories in every pack), without an end-of-story:
+    they stop mid-sentence on purpose."""
+    with progress_step(console, "held-out bits", len(beginnings)) as advance:
+        scored = story_bits(model, [b.text for b in beginnings], end_of_story=False, progress=advance)
+    return bits_summary(scored) | {"bits_by_id": {b.id: round(bits, 3) for b, (bits, _, _) in zip(beginnings, scored)}}
+
+
+def scored_stories(options: EvalOptions) -> int:
+    """Validation stories for validation bits and the request gain: ``validation_stories``, or with
+    --limit (a quick check) as many as beginnings."""
+    return min(options.validation_stories, options.limit) if options.limit else options.validation_stories
+
+
+def validation_bits(model, recipe, options: EvalOptions, console: Console) -> dict | None:
+    """Bits on the first stories of the training corpus's validation split, whole (end-of-story included)."""
+    if recipe is None:
+        return None
+    try:
+        stories = []
+        for story in read_stories(open_source(recipe.data.path, recipe.data.text_column), "validation"):
+            stories.append(story)
+            if len(stories) >= scored_stories(options):
+                break
+    except Exception as error:  # the corpus may be gone; the other metrics still stand
+        console.print(f"[yellow]validation bits per byte skipped: {error}[/]")
+        return None
+    if not stories:
+        return None
+    with progress_step(console, "validation bits", len(stories)) as advance:
+        return bits_summary(story_bits(model, stories, progress=advance))
+
+
+def evaluate(options: EvalOptions, console: Console | None = None, errors: Console | None = None) -> EvalResult:
+    """Generate, judge and measure; write completions.parquet, summary.json and report.md. Problems
+    with the judge's answers are printed to ``errors`` (default stderr), one line each."""
+    console = console or Console(stderr=True)
+    errors = errors or Console(stderr=True)
+    settings = judge_settings(options)  # first: a judge that cannot be reached must not wait for the completions
+    model, recipe = load_model(options.run, pick_device(options.device))
+    pack = load_pack(options.lang or run_language(options.run, recipe))
+    beginnings = list(pack.eval_beginnings[: options.limit] if options.limit else pack.eval_beginnings)
+    out = Path(options.run) / "eval" / options.name
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    words_source = request_words_source(recipe) if options.instruct else None
+    requests = (instruct_requests(pack, len(beginnings), options.seed, words_source) if options.instruct
+                else [None] * len(beginnings))
+    rows = completion_rows(model, pack, beginnings, requests, options, console)
+    judged_rows, judge_usage = rows, None
     if settings is None:
         console.print("No judge configured (--judge-model, with --base-url or OPENAI_API_KEY): judge scores skipped; "
                       "automatic metrics only.")
     else:
-        items, judged_rows = [], []
-        for row in rows:
-            for repeat in range(options.judge_repeats):
-                key = f"{pack.spec.grading.version}/{row['beginning_id']}/{row['sample']}/{repeat}"
-                items.append((row["beginning"], row["completion"], key, row.get("instructions")))
-                judged_rows.append(row | {"judge_repeat": repeat})
-        console.print(f"Judging {len(items):,} completions with {settings.model} ...")
-        judgements, judge_usage = asyncio.run(judge_all(pack, settings, out / "judge-cache.sqlite", items))
-        for row, (judgement, usage) in zip(judged_rows, judgements):
-            row.update(judgement.as_row())
-    held_out_scored = story_bits(model, [b.text for b in pack.eval_beginnings])
-    held_out = bits_summary(held_out_scored) | {
-        "bits_by_id": {b.id: round(bits, 3) for b, (bits, _, _) in zip(pack.eval_beginnings, held_out_scored)}}
-    validation = None
-    if recipe is not None:
         try:
-            stories = []
-            for story in read_stories(open_source(recipe.data.path, recipe.data.text_column), "validation"):
-                stories.append(story)
-                if len(stories) >= options.validation_stories:
-                    break
-            validation = bits_summary(story_bits(model, stories)) if stories else None
-        except Exception as error:  # the corpus may be gone; the other metrics still stand
-            console.print(f"[yellow]validation bits per byte skipped: {error}[/]")
+            judged_rows, judge_usage = judge_rows(rows, pack, settings, options, out, console)
+        except LLMFatalError as error:  # keep the completions; the last complete evaluation stays as it was
+            write_completions(out, rows, UNJUDGED)
+            raise LLMFatalError(f"{error} (judging stopped; the completions, not judged, are in {out / UNJUDGED})"
+                                ) from None
+    held_out = held_out_bits(model, beginnings, console)
+    validation = validation_bits(model, recipe, options, console)
     gain = instruct_request_gain(model, pack, recipe, options, console) if options.instruct else None
     summary = summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage,
                         time.perf_counter() - started)
@@ -204,8 +300,12 @@ def evaluate(options: EvalOptions, console: Console | None = None) -> EvalResult
     if words_source is not None:
         summary["requested_words_from"] = "story grammar lexicon" if words_source == "grammar" else "pack vocabulary"
     summary["training_bytes"] = training_bytes(Path(options.run))
-    write_outputs(out, judged_rows, summary)
+    write_completions(out, judged_rows)
+    (out / UNJUDGED).unlink(missing_ok=True)
+    write_summary(out, summary)
     write_report(out / "report.md", summary, judged_rows, pack)
+    for line in judge_warnings(summary["judge"]):
+        errors.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     return EvalResult(out, summary)
 
 
@@ -220,9 +320,14 @@ def instruct_request_gain(model, pack: LanguagePack, recipe, options: EvalOption
     for record in read_parquet(split):
         if record.words:
             stories.append((list(record.words.values()), list(record.features), record.text))
-        if len(stories) >= options.validation_stories:
+        if len(stories) >= scored_stories(options):
             break
-    return request_gain(model, pack, stories) if len(stories) >= 2 else None
+    if len(stories) < 2:
+        console.print("[yellow]request gain skipped: it compares pairs of validation stories with requests, and "
+                      f"there are {len(stories)} (with --limit, at most N are read)[/]")
+        return None
+    with progress_step(console, "request gain", 2 * len(stories)) as advance:
+        return request_gain(model, pack, stories, progress=advance)
 
 
 def training_bytes(run: Path) -> int | None:
@@ -237,57 +342,16 @@ def training_bytes(run: Path) -> int | None:
     return last.get("bytes") if last else None
 
 
-def summarise(rows, judged_rows, settings, options, pack, held_out, validation, judge_usage, seconds) -> dict:
-    metrics = {}
-    for name in SUMMARY_METRICS:
-        source = judged_rows if name.startswith("judge_") else rows
-        values = [r.get(name) for r in source if name in r and (not name.startswith("judge_") or r.get("judge_parsed"))]
-        mean, low, high = mean_ci([float(v) for v in values if v is not None], BOUNDS.get(name))
-        if mean is not None:
-            metrics[name] = {"mean": mean, "ci95": [low, high], "n": len(values)}
-    texts = [r["completion"] for r in rows]
-    parsed = sum(1 for r in judged_rows if r.get("judge_parsed"))
-    variance = judge_repeat_spread(judged_rows) if settings is not None and options.judge_repeats > 1 else None
-    age_groups: dict[str, int] = {}
-    for r in judged_rows:
-        if r.get("judge_age_group"):
-            age_groups[r["judge_age_group"]] = age_groups.get(r["judge_age_group"], 0) + 1
-    return {
-        "run": str(options.run), "name": options.name, "lang": pack.code, "beginnings": len({r["beginning_id"] for r in rows}),
-        "completions": len(rows), "samples": options.samples, "temperature": options.temperature,
-        "max_bytes": options.max_bytes, "seed": options.seed, "instruct": options.instruct, "metrics": metrics,
-        "distinct": {f"distinct_{n}": distinct_n(texts, n) for n in (1, 2, 3)},
-        "held_out": held_out, "validation": validation,
-        "judge": None if settings is None else {
-            "model": settings.model, "prompt_version": pack.spec.grading.version, "repeats": options.judge_repeats,
-            "parsed": parsed, "unparsed": len(judged_rows) - parsed, "age_groups": age_groups,
-            "repeat_sd": variance,
-            "usage": judge_usage.as_dict() if judge_usage else None,
-        },
-        "seconds": round(seconds, 1),
-    }
-
-
-def judge_repeat_spread(judged_rows: list[dict]) -> dict:
-    """Mean standard deviation of the judge's scores over repeats of the same completion, per criterion."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in judged_rows:
-        if row.get("judge_parsed"):
-            groups.setdefault((row["beginning_id"], row["sample"]), []).append(row)
-    spread = {}
-    for name in CRITERIA:
-        sds = [float(np.std([r[f"judge_{name}"] for r in group], ddof=1)) for group in groups.values() if len(group) > 1]
-        spread[name] = sum(sds) / len(sds) if sds else None
-    return spread
-
-
-def write_outputs(out: Path, rows: list[dict], summary: dict) -> None:
+def write_completions(out: Path, rows: list[dict], name: str = "completions.parquet") -> None:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    for name in CRITERIA:
-        column = f"judge_{name}"
+    for criterion in CRITERIA + OPTIONAL_CRITERIA:
+        column = f"judge_{criterion}"
         if column in frame:
             frame[column] = frame[column].astype("float64")
-    frame.to_parquet(out / "completions.parquet", index=False)
+    frame.to_parquet(out / name, index=False)
+
+
+def write_summary(out: Path, summary: dict) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
