@@ -50,3 +50,19 @@ def test_evaluate_scores_the_held_out_beginnings_without_end_of_story(tiny_run):
     assert held["bits_by_id"] == {b.id: pytest.approx(bits, abs=1e-3) for b, (bits, _, _) in zip(beginnings, expected)}
     assert held["bits_per_story"] == pytest.approx(sum(bits for bits, _, _ in expected) / 2)
     assert held["bits_per_story"] < sum(bits for bits, _, _ in with_end) / 2
+
+
+def test_a_pack_without_language_id_reports_no_language_rate(tiny_pack):
+    """language_id: false must not turn into a perfect language-ID rate."""
+    from tinylang.evaluate.metrics import CompletionMetrics
+    from tinylang.evaluate.summary import metric_summaries
+    from tinylang.langpack import load_pack
+
+    english = ["Once upon a time there was a dog who liked to run in the park every day."] * 2
+    on = CompletionMetrics(load_pack(tiny_pack)).measure(english)
+    assert [row["language_ok"] for row in on] == [False, False]
+    text = (tiny_pack / "pack.yaml").read_text(encoding="utf-8")
+    (tiny_pack / "pack.yaml").write_text(text.replace("filters:\n", "filters:\n  language_id: false\n"), encoding="utf-8")
+    rows = CompletionMetrics(load_pack(tiny_pack)).measure(english)
+    assert [row["language_ok"] for row in rows] == [None, None]
+    assert "language_ok" not in metric_summaries(rows, [])  # left out, as a metric with no values is

@@ -160,7 +160,9 @@ class CompletionMetrics:
             row = {
                 "words": len(story.words),
                 "bytes": sizes[i] if sizes is not None else len(completions[i].encode("utf-8")),
-                "language": top[0], "language_ok": bool(language.keep),
+                "language": top[0],
+                # None, not a perfect 1.0, for a pack whose language ID is off (language_id: false)
+                "language_ok": bool(language.keep) if self.language.expected is not None else None,
                 "dictionary_coverage": self.dictionary.check(story).score if story.words else 0.0,
                 "vocabulary_adherence": self.vocabulary.check(story).score if story.words else 0.0,
                 "repetition": self.repetition.check(story).score or 0.0,
