@@ -54,7 +54,7 @@ def test_intervals_are_numeric_columns_and_settings_are_shown(tmp_path):
     page = (tmp_path / "out" / "comparison.md").read_text()
     header, _, first_row, second_row = page.splitlines()[:4]
     assert "| samples | max bytes | temperature | limit | judge model |" in header
-    assert "| 3 | 400 | 1 | all | gpt-4o-mini |" in first_row and "| 10 | 400 | 1 | 2 | - |" in second_row
+    assert "| 3 | 400 | 1 | all | gpt-4o-mini |" in first_row and "| 10 | 400 | 1 | 2 | none |" in second_row
     assert "3 [1.11, 4.89]" in first_row
     warnings = result.stderr.strip().splitlines()
     suffix = "; their numbers are not like for like"

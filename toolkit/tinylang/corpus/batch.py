@@ -68,7 +68,11 @@ def run_batch(pack: LanguagePack, options, pending: list[StoryRequest], store: C
         usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         store.write(story_record(pack, options, request, completion.text, source="llm", model=completion.model,
                             prompt_version=pack.spec.prompts.version, params=params, usage=usage))
-        progress.advance(usage=client.usage)
+        progress.advance()
+
+    def fail(request_id: str, kind: str, message: str) -> None:
+        store.write_failure(request_id, kind, message, 1)
+        progress.advance(failed=True)
 
     # Answers already cached (an earlier run collected them) cost nothing: write them first.
     for request in list(pending):
@@ -97,7 +101,7 @@ def run_batch(pack: LanguagePack, options, pending: list[StoryRequest], store: C
                 info = api.batches.retrieve(entry["id"])
                 entry["status"] = info.status
                 if info.status in FINAL_STATES:
-                    failures += _collect(api, info, entry, by_id, messages, settings, client, store, write)
+                    failures += _collect(api, info, entry, by_id, messages, settings, client, write, fail)
                     entry["collected"] = True
                 save_state(store, batches)
             if any(not b.get("collected") for b in batches):
@@ -107,7 +111,7 @@ def run_batch(pack: LanguagePack, options, pending: list[StoryRequest], store: C
     return failures
 
 
-def _collect(api, info, entry, by_id, messages, settings, client, store, write) -> int:
+def _collect(api, info, entry, by_id, messages, settings, client, write, fail) -> int:
     """Turn a finished batch's output into records; everything else becomes a failure to retry."""
     answered: set[str] = set()
     failures = 0
@@ -128,7 +132,7 @@ def _collect(api, info, entry, by_id, messages, settings, client, store, write) 
             text = ((choice.get("message") or {}).get("content") or "").strip()
             if response.get("status_code") != 200 or not text or choice.get("finish_reason") == "length":
                 reason = result.get("error") or body.get("error") or choice.get("finish_reason") or "empty answer"
-                store.write_failure(request.id, "batch_error", json.dumps(reason)[:500], 1)
+                fail(request.id, "batch_error", json.dumps(reason)[:500])
                 failures += 1
                 continue
             usage = body.get("usage") or {}
@@ -142,6 +146,6 @@ def _collect(api, info, entry, by_id, messages, settings, client, store, write) 
             write(request, completion)
     for request_id in entry["request_ids"]:
         if request_id in by_id and request_id not in answered:
-            store.write_failure(request_id, f"batch_{info.status}", f"batch {entry['id']} ended {info.status}", 1)
+            fail(request_id, f"batch_{info.status}", f"batch {entry['id']} ended {info.status}")
             failures += 1
     return failures

@@ -226,7 +226,7 @@ async def run_llm(pack: LanguagePack, options: BuildOptions, pending: list[Story
             usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
             store.write(story_record(pack, options, request, completion.text, source="llm", model=completion.model,
                                 prompt_version=pack.spec.prompts.version, params=params, usage=usage))
-            progress.advance(usage=client.usage)
+            progress.advance()
 
     # Twice as many workers as slots: a worker sleeping before a retry leaves its slot to another.
     tasks = [asyncio.create_task(worker()) for _ in range(min(len(pending), 2 * settings.concurrency))]

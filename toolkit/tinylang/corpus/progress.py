@@ -42,10 +42,8 @@ class BuildProgress:
         self._flush()
         self._progress.stop()
 
-    def advance(self, failed: bool = False, usage: UsageStats | None = None) -> None:
+    def advance(self, failed: bool = False) -> None:
         """Cheap per story; the display is refreshed at most every REFRESH_S seconds."""
-        if usage is not None:
-            self._usage = usage
         self.failed += failed
         self._written += not failed
         self._pending += not failed

@@ -74,9 +74,8 @@ def setting_warnings(runs: list[Path], summaries: list[dict]) -> list[str]:
     for setting, label in SETTINGS:
         values = [evaluation_settings(summary)[setting] for summary in summaries]
         if len(set(map(repr, values))) > 1:
-            shown = {"limit": "all", "judge_model": "none"}.get(setting, "-")
             lines.append(f"the evaluations differ in {label}: " + ", ".join(
-                f"{run} {shown if value is None else value}" for run, value in zip(runs, values))
+                f"{run} {_setting_cell(setting, value)}" for run, value in zip(runs, values))
                 + "; their numbers are not like for like")
     return lines
 
@@ -128,8 +127,9 @@ def _cell(value, interval=None) -> str:
 
 
 def _setting_cell(name: str, value) -> str:
+    """A setting as the table and the warnings show it: no --limit is "all", no judge is "none"."""
     if value is None or (isinstance(value, float) and pd.isna(value)):
-        return {"limit": "all"}.get(name, "-")
+        return {"limit": "all", "judge_model": "none"}.get(name, "-")
     return _cell(value)
 
 
