@@ -17,7 +17,7 @@ class ScriptedModel(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.seen_prompt = None
 
-    def stream(self, ids, max_new_bytes, temperature, top_k, top_p, stop_at_end=False, generator=None):
+    def stream(self, ids, max_new_bytes, temperature, top_k, top_p, stop_at_end=False, generator=None, processor=None):
         self.seen_prompt = ids
         for i in self.ids[:max_new_bytes]:
             yield torch.tensor([i])

@@ -41,6 +41,7 @@ def test_instruct_demo_from_corpus_to_chat(tmp_path, monkeypatch):
                                       "dialogue,bad_ending", "--max-bytes", "30", "--seed", "0"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Piirteet: vuoropuhelu, huono loppu\nSanat: koira, pallo, iloinen\nTarina: ")
+    assert "requested words used: " in result.stderr  # word guidance on by default, and its count
 
     server = ModelServer.from_run(run, ServeOptions(port=0))  # instruct chat, Finnish labels: both read from the run
     server.start_in_thread()

@@ -204,12 +204,13 @@ def test_instruct_chat_renders_the_pack_request():
     request = ChatRequest(model="m", messages=[
         {"role": "system", "content": "ignored"},
         {"role": "user", "content": "Sanat: koira, pallo\nPiirteet: vuoropuhelu, dialogue\nTarina: Olipa kerran"}])
-    prompt, beginning = chat_prompt(request, pack)
+    prompt, beginning, words = chat_prompt(request, pack)
     assert prompt == pack.instruct_text(["koira", "pallo"], ["dialogue", "dialogue"], "Olipa kerran")
-    assert beginning == "Olipa kerran"
+    assert beginning == "Olipa kerran" and words == ["koira", "pallo"]
     plain = ChatRequest(model="m", messages=[{"role": "user", "content": "koira, pallo, iloinen"}])
-    assert chat_prompt(plain, pack) == (pack.instruct_text(["koira", "pallo", "iloinen"], [], ""), "")
-    assert chat_prompt(plain, None) == ("koira, pallo, iloinen", "koira, pallo, iloinen")  # story model
+    assert chat_prompt(plain, pack) == (pack.instruct_text(["koira", "pallo", "iloinen"], [], ""), "",
+                                        ["koira", "pallo", "iloinen"])
+    assert chat_prompt(plain, None) == ("koira, pallo, iloinen", "koira, pallo, iloinen", [])  # story model
     with pytest.raises(ApiError, match="unknown feature"):
         chat_prompt(ChatRequest(model="m", messages=[{"role": "user", "content": "features: jazz"}]), pack)
 
@@ -223,6 +224,19 @@ def test_instruct_model_chat_over_http(run_dir):
             model=MODEL, messages=[{"role": "user", "content": "words: koira\nstory: Olipa kerran"}], max_tokens=20)
         assert answer.choices[0].message.content.startswith("Olipa kerran")
         assert answer.usage.prompt_tokens == len(load_pack("fi").instruct_text(["koira"], [], "Olipa kerran").encode())
+
+        def stories(guidance: float) -> list[str]:
+            answer = client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "words: koira, talo\nstory: Olipa kerran"}],
+                max_tokens=200, n=3, seed=5, temperature=1.0, extra_body={"guidance": guidance})
+            return [choice.message.content.lower() for choice in answer.choices]
+
+        # word guidance (a tinylang extension, on by default for instruct chat) steers every choice
+        assert all("koira" in story and "talo" in story for story in stories(30.0)), stories(30.0)
+        assert not all("koira" in story and "talo" in story for story in stories(0.0))
+        with pytest.raises(openai.BadRequestError, match="guidance"):
+            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "koira"}],
+                                           extra_body={"guidance": -1})
     finally:
         server.shutdown()
         server.server_close()

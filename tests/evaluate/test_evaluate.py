@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -252,3 +253,22 @@ def test_request_gain_sees_a_model_that_follows_requests(tmp_path):
     assert words["gain_bits_per_story"] > before["words"]["gain_bits_per_story"] + 2 and words["ci95"][0] > 0
     features = after["features"]  # half the stories ask for dialogue and end with a line of it
     assert 0 < features["n"] < 40 and features["ci95"][0] > 0
+
+
+def test_word_guidance_is_an_evaluation_setting_that_raises_words_used(tiny_run, tmp_path):
+    """The same instruct evaluation with the model alone and with strong guidance: guidance shows in
+    the summary, the report and compare's warnings, and the guided completions use more words."""
+    from tinylang.evaluate.compare import setting_warnings
+
+    def run(guidance: float):
+        return evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=3, max_bytes=160, instruct=True,
+                                    guidance=guidance, name=f"guided-{guidance:g}"), Console(quiet=True)).summary
+
+    alone, guided = run(0.0), run(20.0)
+    assert alone["guidance"] == 0.0 and guided["guidance"] == 20.0
+    used = [s["metrics"]["requested_words_used"]["mean"] for s in (alone, guided)]
+    assert used[1] >= 0.5 and used[1] > used[0], used
+    report = (tiny_run / "eval" / "guided-20" / "report.md").read_text(encoding="utf-8")
+    assert "Word guidance 20" in report
+    warnings = setting_warnings([Path("alone"), Path("guided")], [alone, guided])
+    assert any("word guidance" in line for line in warnings)

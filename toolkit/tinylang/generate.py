@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .model import BOS_ID, EOS_ID, Megabyte
+from .model import BOS_ID, EOS_ID, LogitsProcessor, Megabyte
 
 
 def prompt_ids(prompt: str, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -30,13 +30,17 @@ def stream_story(
     top_k: int | None = 40,
     top_p: float | None = None,
     seed: int | None = None,
+    processor: LogitsProcessor | None = None,
 ) -> Iterator[str]:
-    """Yield decoded text pieces of one continuation of ``prompt``; stops at end-of-story."""
+    """Yield decoded text pieces of one continuation of ``prompt``; stops at end-of-story.
+    ``processor`` may change each step's logits (tinylang.guidance.WordGuide steers toward words)."""
     device = next(model.parameters()).device
     generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     ids = prompt_ids(prompt, device)
-    for step in model.stream(ids, max_bytes, temperature, top_k, top_p, stop_at_end=True, generator=generator):
+    steps = model.stream(ids, max_bytes, temperature, top_k, top_p, stop_at_end=True, generator=generator,
+                         processor=processor)
+    for step in steps:
         byte = int(step[0])
         if byte == EOS_ID:
             break

@@ -11,6 +11,8 @@ from rich.markup import escape
 
 from ._app import app, console, errors, fail
 
+DEFAULT_GUIDANCE = 6.0  # tinylang.guidance.DEFAULT_STRENGTH, without importing torch for --help
+
 
 @app.command()
 def train(
@@ -50,11 +52,15 @@ def generate(
     words: Optional[str] = typer.Option(None, "--words", help="Instruct models: words the story must use, comma-separated."),
     features: Optional[str] = typer.Option(None, "--features", help="Instruct models: features, e.g. dialogue,bad_ending."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels to use (default: the corpus's)."),
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0,
+                                   help="With --words: steer sampling toward requested words not yet used "
+                                        "(logit bonus in nats; 0 turns it off; see docs/generate.md)."),
 ) -> None:
     """Continue a story beginning, streaming text as it is generated (or, for instruct models, a story
     on command: --words and --features in the pack's instruct format)."""
     from ..checkpoint import CheckpointError, load_model
     from ..generate import stream_story
+    from ..guidance import WordGuide, pack_matcher
     from ..runtime import pick_device
 
     _check_top_p(top_p)
@@ -62,22 +68,30 @@ def generate(
         model, recipe = load_model(run, pick_device(device))
     except (CheckpointError, RuntimeError) as error:
         fail(str(error))
+    beginning, pack, word_list = prompt, None, []
     if words or features:
         if recipe is not None and recipe.data.text_column != "instruct":
             errors.print(f"[yellow]warning:[/] {run} was trained on the {recipe.data.text_column!r} column, not on "
                          "instruct requests: it may not follow --words/--features.", highlight=False)
-        prompt = _instruct_prompt(run, recipe, lang, words, features, prompt)
+        pack, word_list, prompt = _instruct_request(run, recipe, lang, words, features, prompt)
+    matcher = pack_matcher(pack) if word_list else None  # with guidance 0 it still says which words were used
     try:
         for i in range(num):
             if num > 1:
                 console.print(f"[bold]--- story {i + 1}/{num}[/]", highlight=False)
             sys.stdout.write(prompt)
             story_seed = None if seed is None else seed + i
-            for piece in stream_story(model, prompt, max_bytes, temperature, top_k or None, top_p, story_seed):
+            guide = WordGuide(word_list, guidance, is_use=matcher, prompt_tail=beginning) if matcher else None
+            for piece in stream_story(model, prompt, max_bytes, temperature, top_k or None, top_p, story_seed, guide):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
             sys.stdout.flush()
+            if guide is not None:
+                used = guide.used()
+                missing = [w for w in guide.words if w not in used]
+                errors.print(f"[dim]requested words used: {len(used)}/{len(guide.words)}"
+                             + (f" (not: {escape(', '.join(missing))})" if missing else "") + "[/]", highlight=False)
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         raise typer.Exit(130) from None
@@ -89,9 +103,10 @@ def _check_top_p(top_p: Optional[float]) -> None:
               "for the single likeliest byte use --temperature 0")
 
 
-def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str], features: Optional[str],
-                     beginning: str) -> str:
-    """The pack's instruct rendering: features and words lines, then the story label and beginning."""
+def _instruct_request(run: Path, recipe, lang: Optional[str], words: Optional[str], features: Optional[str],
+                      beginning: str):
+    """(pack, requested words, prompt): the prompt is the pack's instruct rendering, features and
+    words lines, then the story label and beginning."""
     from ..langpack import PackError, load_pack, run_language
 
     try:
@@ -103,7 +118,7 @@ def _instruct_prompt(run: Path, recipe, lang: Optional[str], words: Optional[str
     except PackError as error:
         fail(str(error))
     word_list = [w.strip() for w in (words or "").split(",") if w.strip()]
-    return pack.instruct_text(word_list, wanted, beginning)
+    return pack, word_list, pack.instruct_text(word_list, wanted, beginning)
 
 
 @app.command()
@@ -215,6 +230,8 @@ def evaluate_command(
                                         help="Quick check: only the first N beginnings, held-out beginnings and "
                                              "validation stories."),
     instruct: bool = typer.Option(False, "--instruct", help="An instruct model: prompts request words and features."),
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0,
+                                   help="With --instruct: word guidance strength, as in generate (0: the model alone)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),
     judge_repeats: int = typer.Option(1, "--judge-repeats", min=1, help="Judge each completion N times (judge variance)."),
@@ -236,7 +253,8 @@ def evaluate_command(
 
     _check_top_p(top_p)
     options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k or None,
-                          top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, device=device,
+                          top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, guidance=guidance,
+                          device=device,
                           judge_model=judge_model, base_url=base_url, judge_repeats=judge_repeats,
                           judge_temperature=judge_temperature, judge_timeout_s=judge_timeout,
                           judge_max_attempts=judge_max_attempts, judge_max_tokens=judge_max_tokens,

@@ -27,6 +27,8 @@ JUDGE = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot")
 SETTINGS = (("samples", "samples per beginning (--samples)"), ("max_bytes", "bytes per completion (--max-bytes)"),
             ("temperature", "sampling temperature (--temperature)"), ("limit", "beginnings (--limit)"),
             ("judge_model", "judge model"))
+# Settings only warned about: they change instruct evaluations, and story models have none.
+WARNED_SETTINGS = (("guidance", "word guidance (--guidance)"),)
 REQUIRED = ("lang", "completions", "metrics", "held_out.bits_per_byte", "held_out.bits_per_char",
             "held_out.bits_per_story")
 
@@ -65,13 +67,13 @@ def evaluation_settings(summary: dict) -> dict:
     """The settings an evaluation was made with (limit None: all beginnings; judge_model None: no judge)."""
     return {"samples": summary.get("samples"), "max_bytes": summary.get("max_bytes"),
             "temperature": summary.get("temperature"), "limit": summary.get("limit"),
-            "judge_model": (summary.get("judge") or {}).get("model")}
+            "judge_model": (summary.get("judge") or {}).get("model"), "guidance": summary.get("guidance")}
 
 
 def setting_warnings(runs: list[Path], summaries: list[dict]) -> list[str]:
     """One line per setting that differs between the evaluations: their numbers are not like for like."""
     lines = []
-    for setting, label in SETTINGS:
+    for setting, label in SETTINGS + WARNED_SETTINGS:
         values = [evaluation_settings(summary)[setting] for summary in summaries]
         if len(set(map(repr, values))) > 1:
             lines.append(f"the evaluations differ in {label}: " + ", ".join(

@@ -168,8 +168,10 @@ class CompletionMetrics:
                 "repetition": self.repetition.check(story).score or 0.0,
             }
             if requested_words and requested_words[i]:
-                used = {self.vocabulary.judge(w)[2] for w in story.lower_words} | set(story.lower_words)
+                # a word is used when it is written or one of its forms is (the rule word guidance uses)
+                written = set(story.lower_words)
                 wanted = [w.lower() for w in requested_words[i]]
-                row["requested_words_used"] = sum(w in used for w in wanted) / len(wanted)
+                is_form = self.vocabulary.lemmatiser.is_form_of
+                row["requested_words_used"] = sum(any(is_form(w, lemma) for w in written) for lemma in wanted) / len(wanted)
             rows.append(row)
         return rows

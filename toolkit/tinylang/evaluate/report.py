@@ -68,7 +68,9 @@ def write_report(path: Path, summary: dict, rows: list[dict], pack: LanguagePack
         f"{summary['completions']:,} completions: {summary['beginnings']} story beginnings x {summary['samples']} samples, "
         f"temperature {summary['temperature']}, at most {summary['max_bytes']} bytes, seed {summary['seed']}."
         + (f" Instruct requests: three words from the {summary['requested_words_from']} and 0-3 features per "
-           "beginning." if summary.get("requested_words_from") else ""),
+           "beginning." if summary.get("requested_words_from") else "")
+        + (f" Word guidance {summary['guidance']:g} (sampling steered toward requested words not yet used; "
+           "0 is the model alone)." if summary.get("instruct") and summary.get("guidance") is not None else ""),
         "",
         "| metric | mean | 95% interval | n |",
         "|---|---:|---:|---:|",

@@ -28,6 +28,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..checkpoint import load_model
+from ..guidance import DEFAULT_STRENGTH, WordGuide, pack_matcher
 from ..corpus.plan import grammar_words, pack_words, sample_request
 from ..langpack import LanguagePack, load_pack, run_corpus_stats, run_language
 from ..llm import LLMClient, LLMFatalError, LLMSettings, UsageStats
@@ -56,6 +57,7 @@ class EvalOptions:
     seed: int = 0
     limit: int | None = None  # first N beginnings only (and N held-out beginnings, N validation stories)
     instruct: bool = False  # an instruct model: prompts carry requested words and features
+    guidance: float = DEFAULT_STRENGTH  # instruct: word guidance strength (tinylang.guidance), 0 for none
     device: str = "auto"
     judge_model: str | None = None
     base_url: str | None = None
@@ -77,18 +79,18 @@ class EvalResult:
 
 @torch.no_grad()
 def complete_beginnings(model, beginnings: list[str], samples: int, options: EvalOptions,
-                        progress=None) -> list[list[bytes]]:
+                        progress=None, guides: list | None = None) -> list[list[bytes]]:
     """``samples`` continuations per beginning (their bytes, up to end-of-story), one batch per
-    beginning, cached generation."""
+    beginning, cached generation; ``guides`` (one per beginning, or None) steer each batch."""
     device = next(model.parameters()).device
     keep = model.config.context_bytes - model.config.patch_size
     generator = torch.Generator(device=device).manual_seed(options.seed)
     results = []
-    for beginning in beginnings:
+    for i, beginning in enumerate(beginnings):
         prompt = [BOS_ID, *beginning.encode("utf-8")][-keep:]
         ids = torch.tensor([prompt] * samples, device=device)
         out = model.generate(ids, options.max_bytes, options.temperature, options.top_k, options.top_p,
-                             stop_at_end=True, generator=generator)
+                             stop_at_end=True, generator=generator, processor=guides[i] if guides else None)
         completions = []
         for row in out[:, len(prompt):].tolist():
             row = row[: row.index(EOS_ID)] if EOS_ID in row else row
@@ -211,8 +213,12 @@ def completion_rows(model, pack: LanguagePack, beginnings: list, requests: list,
                     console: Console) -> list[dict]:
     """Generate the completions and measure each: one row per completion."""
     prompts = [b.text if r is None else pack.instruct_text(r[0], r[1], b.text) for b, r in zip(beginnings, requests)]
+    guides = None
+    if options.instruct and options.guidance:
+        matcher = pack_matcher(pack)
+        guides = [WordGuide(r[0], options.guidance, options.samples, matcher, b.text) for b, r in zip(beginnings, requests)]
     with progress_step(console, "completions", len(beginnings)) as advance:
-        completions = complete_beginnings(model, prompts, options.samples, options, advance)
+        completions = complete_beginnings(model, prompts, options.samples, options, advance, guides)
     rows = []
     for beginning, request, outputs in zip(beginnings, requests, completions):
         for sample, output in enumerate(outputs):

@@ -29,6 +29,10 @@ class Lemmatiser:
             found = self._cache[word] = self._analyse(word)
         return found
 
+    def is_form_of(self, word: str, lemma: str) -> bool:
+        """Whether lowercase ``word`` is ``lemma`` itself or one of its forms (koiran -> koira)."""
+        return word == lemma or lemma in self.analyse(word)[1]
+
     def _analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -2,6 +2,7 @@
 
 from .config import BOS_ID, EOS_ID, PAD_ID, VOCAB_SIZE, MegabyteConfig
 from .megabyte import Megabyte
-from .sampling import sample_next_byte
+from .sampling import LogitsProcessor, sample_next_byte
 
-__all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "VOCAB_SIZE", "MegabyteConfig", "Megabyte", "sample_next_byte"]
+__all__ = ["BOS_ID", "EOS_ID", "PAD_ID", "VOCAB_SIZE", "MegabyteConfig", "Megabyte", "LogitsProcessor",
+           "sample_next_byte"]

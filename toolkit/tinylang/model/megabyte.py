@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EOS_ID, PAD_ID, VOCAB_SIZE, MegabyteConfig
-from .sampling import sample_next_byte
+from .sampling import LogitsProcessor, sample_next_byte
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,15 +357,18 @@ class Megabyte(nn.Module):
         top_p: float | None = None,
         stop_at_end: bool = False,
         generator: torch.Generator | None = None,
+        processor: LogitsProcessor | None = None,
     ) -> torch.Tensor:
         """Extend ``ids`` (batch, T) by up to ``max_new_bytes``; returns (batch, T + new).
 
         ``temperature=0`` is greedy. With ``stop_at_end`` generation stops once every row has produced
         EOS_ID, and rows that ended earlier are padded with PAD_ID; without it EOS_ID is fed back like
         any byte and generation runs the full length. Past ``context_bytes`` the context is cropped to
-        its last half and re-encoded, as any fixed-context model must.
+        its last half and re-encoded, as any fixed-context model must. ``processor(logits, sampled)``,
+        when given, may change each step's logits before sampling (``sampled``: the bytes chosen at
+        the step before, None at the first); tinylang.guidance uses it to steer toward words.
         """
-        new = self.stream(ids, max_new_bytes, temperature, top_k, top_p, stop_at_end, generator)
+        new = self.stream(ids, max_new_bytes, temperature, top_k, top_p, stop_at_end, generator, processor)
         return torch.cat([ids, *(step[:, None] for step in new)], dim=1)
 
     @torch.inference_mode()
@@ -378,6 +381,7 @@ class Megabyte(nn.Module):
         top_p: float | None = None,
         stop_at_end: bool = False,
         generator: torch.Generator | None = None,
+        processor: LogitsProcessor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Like ``generate`` but yields each new column of ids, shape (batch,), as soon as it exists."""
         if ids.ndim != 2 or ids.shape[1] == 0:
@@ -387,8 +391,10 @@ class Megabyte(nn.Module):
         try:
             state = _GenerationState(self, ids, max_new_bytes)
             done = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+            nxt = None
             for i in range(max_new_bytes):
-                nxt = sample_next_byte(state.logits, temperature, top_k, top_p, generator)  # (batch,)
+                logits = state.logits if processor is None else processor(state.logits, nxt)
+                nxt = sample_next_byte(logits, temperature, top_k, top_p, generator)  # (batch,)
                 if stop_at_end:
                     nxt = torch.where(done, torch.full_like(nxt, PAD_ID), nxt)
                     done |= nxt == EOS_ID

@@ -8,11 +8,16 @@ only at the ids before it (a view, not a masked copy; this runs once per generat
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .config import PAD_ID, VOCAB_SIZE
 
 assert PAD_ID == VOCAB_SIZE - 1, "sampling drops PAD by slicing it off the end"
+
+# (next-byte logits (batch, vocab), the bytes sampled at the step before or None) -> logits to sample
+LogitsProcessor = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 def sample_next_byte(

@@ -151,6 +151,8 @@ class ChatRequest(_Sampling):
     tools: list[Any] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    guidance: float | None = Field(None, ge=0.0, le=100.0, description="tinylang extension: word guidance for "
+                                   "instruct models, as generate's --guidance (absent: its default; 0: the model alone).")
 
     def check_supported(self) -> None:
         super().check_supported()
@@ -216,14 +218,14 @@ def _check_encodable(value: Any, where: str = "") -> None:
 # -- chat -> prompt -----------------------------------------------------------------------------
 
 
-def chat_prompt(request: ChatRequest, pack: LanguagePack | None) -> tuple[str, str]:
-    """(prompt for the model, story beginning the answer starts with). ``pack`` is given for
-    instruct models only."""
+def chat_prompt(request: ChatRequest, pack: LanguagePack | None) -> tuple[str, str, list[str]]:
+    """(prompt for the model, story beginning the answer starts with, requested words). ``pack`` is
+    given for instruct models only; story models have no requested words."""
     last_user = next(m for m in reversed(request.messages) if m.role == "user").text
     if pack is None:
-        return last_user, last_user
+        return last_user, last_user, []
     words, features, beginning = _read_instruct_request(last_user, pack)
-    return pack.instruct_text(words, features, beginning), beginning
+    return pack.instruct_text(words, features, beginning), beginning, words
 
 
 def _read_instruct_request(text: str, pack: LanguagePack) -> tuple[list[str], list[str], str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..model import BOS_ID, EOS_ID, Megabyte, sample_next_byte
+from ..model import BOS_ID, EOS_ID, LogitsProcessor, Megabyte, sample_next_byte
 from ..model.batched import RaggedBatch
 
 
@@ -45,6 +45,7 @@ class GenerationRequest:
     seed: int | None = None
     ignore_eos: bool = False  # keep going past the end of the story (benchmarks), as vLLM's option
     index: int = 0  # which choice of a multi-choice answer this is; events arrive as (index, event)
+    processor: LogitsProcessor | None = None  # changes this row's logits before sampling (word guidance)
     sink: queue.Queue = field(default_factory=queue.Queue, repr=False)  # may be shared by several requests
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -85,6 +86,7 @@ class _Row:
         self.generated = 0
         self.hold = max((len(s) for s in request.stop), default=1) - 1
         self.finished = False
+        self.last: torch.Tensor | None = None  # the id sampled at the step before, for the processor
 
     def feed(self, byte: int) -> str | None:
         """Take one new id; return the finish reason when the request is complete."""
@@ -263,7 +265,16 @@ class Engine:
     def _step(self, batch: RaggedBatch, rows: list[_Row]) -> None:
         self.steps += 1
         self.largest_batch = max(self.largest_batch, len(rows))
-        new_bytes = self._sample(batch.logits, rows)
+        logits = batch.logits
+        if any(row.request.processor is not None for row in rows):
+            logits = logits.clone()
+            for i, row in enumerate(rows):
+                if row.request.processor is not None:
+                    logits[i : i + 1] = row.request.processor(logits[i : i + 1], row.last)
+        new_bytes = self._sample(logits, rows)
+        for i, row in enumerate(rows):
+            if row.request.processor is not None:
+                row.last = new_bytes[i : i + 1]
         done = [i for i, (row, byte) in enumerate(zip(rows, new_bytes.tolist()))
                 if row.request.cancelled.is_set() or row.feed(byte) is not None]
         if len(done) < len(rows):

@@ -18,12 +18,14 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from ..checkpoint import load_model
+from ..guidance import DEFAULT_STRENGTH, WordGuide, pack_matcher
 from ..langpack import LanguagePack, load_pack, run_language
 from ..model import Megabyte
 from . import api
@@ -54,6 +56,14 @@ class ServedModel:
     instruct_pack: LanguagePack | None  # set for instruct models: chat renders their request format
     created: int
     trained_column: str | None = None  # the recipe's data.text_column (None for exports)
+    _matcher: Callable[[str, str], bool] | None = None
+
+    def word_matcher(self) -> Callable[[str, str], bool]:
+        """The instruct pack's rule for a requested word being used, built at the first request that
+        asks for words (its lemmatiser takes a moment to load)."""
+        if self._matcher is None:
+            self._matcher = pack_matcher(self.instruct_pack)
+        return self._matcher
 
 
 def is_loopback(host: str) -> bool:
@@ -294,7 +304,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self) -> None:
         request = api.parse_request(api.ChatRequest, self._body())
         self._check_model(request.model)
-        self._answer(request, [api.chat_prompt(request, self.server.served.instruct_pack)], chat=True)
+        served = self.server.served
+        prompt, beginning, words = api.chat_prompt(request, served.instruct_pack)
+        strength = DEFAULT_STRENGTH if request.guidance is None else request.guidance
+        guide = None
+        if words and strength:  # each choice steers its own story
+            def guide():
+                return WordGuide(words, strength, is_use=served.word_matcher(), prompt_tail=beginning)
+        self._answer(request, [(prompt, beginning)], chat=True, guide=guide)
 
     def _check_model(self, name: str) -> None:
         served = self.server.served.name
@@ -304,15 +321,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- generation -------------------------------------------------------------------------------
 
-    def _answer(self, request, prompts: list[tuple[str, str]], chat: bool) -> None:
+    def _answer(self, request, prompts: list[tuple[str, str]], chat: bool, guide=None) -> None:
         """Generate n choices for each (prompt, text the answer starts with); choice p * n + i answers
-        prompt p with seed + i, so an answer does not depend on the prompts beside it."""
+        prompt p with seed + i, so an answer does not depend on the prompts beside it. ``guide()``,
+        when given, makes each choice's logits processor (word guidance)."""
         sink: queue.Queue = queue.Queue()
         top_p = request.top_p if request.top_p < 1.0 else None
         jobs = [
             GenerationRequest(prompt, request.byte_budget, request.temperature, top_p, request.top_k or None, request.stops,
                               None if request.seed is None else request.seed + i, request.ignore_eos,
-                              index=p * request.n + i, sink=sink)
+                              index=p * request.n + i, sink=sink, processor=guide() if guide else None)
             for p, (prompt, _) in enumerate(prompts) for i in range(request.n)
         ]
         prefixes = [prefix for _, prefix in prompts for _ in range(request.n)]
