@@ -27,6 +27,18 @@ def test_fenced_json_and_json_inside_prose():
     assert parse_judgement(embedded).parsed
 
 
+def test_nested_scores_are_lifted():
+    nested = {"scores": {"grammar": 8, "creativity": 6, "consistency": 7, "plot": 5}, "age_group": "B"}
+    assert parse_judgement(json.dumps(nested)).scores == {"grammar": 8, "creativity": 6, "consistency": 7, "plot": 5}
+    per_score = {name: {"score": value, "reason": "..."} for name, value in GOOD.items() if name in
+                 ("grammar", "creativity", "consistency", "plot")}
+    judgement = parse_judgement(json.dumps({"evaluation": per_score, "Age Group": "C"}))
+    assert judgement.scores["plot"] == 5 and judgement.age_group == "C"
+    # a top-level score wins over a nested one; a nested dict without scores is still unparsed
+    assert parse_judgement(json.dumps({**nested, "grammar": 3})).scores["grammar"] == 3
+    assert not parse_judgement(json.dumps({"scores": {"note": "fine"}})).parsed
+
+
 def test_prose_with_numbers():
     prose = ("The student did well.\nGrammar: 7/10\nCreativity: 6.5 / 10\nConsistency - 8\nPlot: 4/10\n"
              "Age group: C (6-7)")

@@ -98,8 +98,29 @@ def _from_json(text: str) -> dict | None:
         except (json.JSONDecodeError, ValueError):
             continue
         if isinstance(value, dict):
-            return {str(k).strip().lower().replace(" ", "_").replace("-", "_"): v for k, v in value.items()}
+            return _flat_scores(value)
     return None
+
+
+def _key(name) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _flat_scores(value: dict, depth: int = 0) -> dict:
+    """Keys normalised, with what judges nest lifted to the top: ``{"scores": {"grammar": 8}}`` and
+    ``{"grammar": {"score": 8, "reason": ...}}`` read as ``{"grammar": 8}``. A top-level key wins
+    over a nested one of the same name."""
+    flat = {_key(k): v for k, v in value.items() if not isinstance(v, dict)}
+    for k, v in value.items():
+        if not isinstance(v, dict) or depth > 1:
+            continue
+        inner = {_key(name): item for name, item in v.items()}
+        if _key(k) in CRITERIA + OPTIONAL_CRITERIA and "score" in inner:
+            flat.setdefault(_key(k), inner["score"])
+        else:
+            for name, item in _flat_scores(v, depth + 1).items():
+                flat.setdefault(name, item)
+    return flat
 
 
 def _label(name: str) -> str:
