@@ -185,3 +185,17 @@ def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path,
     assert load_model(project / "runs" / "r")[1].data.path == recipe.data.path  # the run's own, not this one
     monkeypatch.chdir(project)  # from the training directory the stored path is kept as it was
     assert load_model(Path("runs/r"))[1].data.path == "data/stories.txt"
+
+    # an output.dir that climbs out of the training directory: only the recorded directory can tell
+    (project / "work").mkdir()
+    monkeypatch.chdir(project / "work")
+    raw = recipe_dict(Path("../data/stories.txt"), Path("../runs/up"), Path("cache")) | {"train": {"max_steps": 1}}
+    train(recipe_from_dict(raw))
+    monkeypatch.chdir(elsewhere)
+    assert Path(load_model(project / "runs" / "up")[1].data.path).resolve() == (project / "data" / "stories.txt").resolve()
+
+    # checkpoints from before the directory was recorded: the run folder's path still tells
+    payload = torch.load(project / "runs" / "r" / "checkpoint.pt", weights_only=False)
+    del payload["workdir"]
+    torch.save(payload, project / "runs" / "r" / "checkpoint.pt")
+    assert load_model(project / "runs" / "r")[1].data.path == recipe.data.path

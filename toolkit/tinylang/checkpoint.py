@@ -69,7 +69,8 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
         return _load_export(location, device), None
     path = location / CHECKPOINT_NAME if location.is_dir() else location
     payload = load_checkpoint(path)
-    recipe = _with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent)
+    recipe = _with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
+                              payload.get("workdir"))
     model = Megabyte(recipe.model)
     try:
         model.load_state_dict(payload["model"])
@@ -78,19 +79,25 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), recipe
 
 
-def _with_data_found(recipe: Recipe, run_dir: Path) -> Recipe:
+def _with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None) -> Recipe:
     """The stored recipe, with a relative ``data.path`` made absolute when it means another place from
-    here than from where training ran, which the run shows: the run folder ends with the recipe's relative
-    ``output.dir``, so the training directory is what comes before it. Without this, evaluating
-    ``/abs/project/runs/x`` from another directory lost the corpus (its validation split, its
-    stats.json) or took ``data/corpus`` for a Hugging Face dataset name."""
+    here than from where training ran. Checkpoints record that directory (``workdir``); for older
+    ones the run shows it: the run folder ends with the recipe's relative ``output.dir``, so the
+    training directory is what comes before it. Without this, evaluating ``/abs/project/runs/x`` from
+    another directory lost the corpus (its validation split, its stats.json) or took ``data/corpus``
+    for a Hugging Face dataset name."""
     data, output = Path(recipe.data.path).expanduser(), Path(recipe.output.dir)
-    if data.is_absolute() or output.is_absolute() or not output.parts:
+    if data.is_absolute():
         return recipe
-    run_parts, out_parts = run_dir.resolve().parts, Path(os.path.normpath(output)).parts
-    if run_parts[-len(out_parts):] != out_parts:
-        return recipe
-    found = Path(*run_parts[: -len(out_parts)]) / data
+    if workdir is not None:
+        found = Path(workdir) / data
+    else:
+        if output.is_absolute() or not output.parts:
+            return recipe
+        run_parts, out_parts = run_dir.resolve().parts, Path(os.path.normpath(output)).parts
+        if run_parts[-len(out_parts):] != out_parts:
+            return recipe
+        found = Path(*run_parts[: -len(out_parts)]) / data
     # the run's own corpus, even where the current directory holds another one under the same name
     if not found.exists() or (data.exists() and data.resolve() == found.resolve()):
         return recipe

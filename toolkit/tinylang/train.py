@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -347,6 +348,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 "train_loss": train_loss,
                 "val_bpb": val_bpb,
                 "recipe": recipe.model_dump(mode="json"),
+                "workdir": os.getcwd(),  # what the recipe's relative paths mean (checkpoint._with_data_found)
                 "world_size": dist.world_size,
                 "rng": {
                     "sampler": sampler.get_state(),
