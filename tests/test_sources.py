@@ -308,3 +308,24 @@ def test_a_split_is_read_from_one_name_and_one_format(tmp_path):
     ignored = {path.name: why for path, why in source.ignored}
     assert ignored == {"train.txt": "a .parquet copy of the train split is read instead",
                        "valid.txt": "validation files are the validation split"}
+
+
+def test_a_hugging_face_cache_folder_reads_one_revision(tmp_path):
+    """~/.cache/huggingface/hub/datasets--owner--name keeps every revision fetched under snapshots/:
+    reading them all would train on the same stories twice."""
+    cache = tmp_path / "datasets--owner--stories"
+    for revision, stories in (("aaa", ["vanha tarina"]), ("bbb", ["uusi tarina", "toinen uusi"])):
+        write_txt((cache / "snapshots" / revision / "data").mkdir(parents=True) or
+                  cache / "snapshots" / revision / "data" / "train.txt", stories)
+    (cache / "blobs").mkdir()
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text("bbb")
+    for location in (cache, cache / "snapshots"):
+        source = open_source(location)
+        stories = set(read_stories(source, "train")) | set(read_stories(source, "validation"))
+        assert stories == {"uusi tarina", "toinen uusi"}, location
+        assert {path.name: why for path, why in source.ignored}["aaa"] == "another revision in the Hugging Face cache"
+    (cache / "refs" / "main").unlink()  # no ref: the newest revision
+    os.utime(cache / "snapshots" / "aaa", (2_000_000_000, 2_000_000_000))
+    assert set(read_stories(open_source(cache), "train")) | set(read_stories(open_source(cache), "validation")) == {
+        "vanha tarina"}

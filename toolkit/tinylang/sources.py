@@ -191,6 +191,23 @@ class FolderLayout:
     ignored: dict[Path, str]
 
 
+def _hub_cache_snapshot(path: Path) -> tuple[Path | None, list[Path]]:
+    """For a dataset folder of the Hugging Face cache (``datasets--owner--name`` with ``blobs/``,
+    ``refs/`` and ``snapshots/<revision>/``) or its ``snapshots/`` folder: the revision ``refs/main``
+    names (else the newest), and the other revisions, whose files would repeat the same stories."""
+    cache = path.parent if path.name == "snapshots" else path
+    snapshots = cache / "snapshots"
+    if not snapshots.is_dir() or not (cache / "blobs").is_dir():
+        return None, []
+    revisions = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    if not revisions:
+        return None, []
+    main = cache / "refs" / "main"
+    named = snapshots / main.read_text(encoding="utf-8").strip() if main.is_file() else None
+    chosen = named if named in revisions else revisions[-1]
+    return chosen, [p for p in revisions if p != chosen]
+
+
 def _folder_layout(path: Path) -> FolderLayout | None:
     """How a local folder splits into story files; None when it holds only data files that datasets
     must read (.json, .csv, .arrow).
@@ -202,6 +219,12 @@ def _folder_layout(path: Path) -> FolderLayout | None:
     comes in several formats (TinyStories ships .txt and .parquet copies) one format is kept:
     parquet, else jsonl, else txt. A folder whose files name no split at all is refused: reading
     every .txt below would take word lists and notes for stories."""
+    snapshot, older = _hub_cache_snapshot(path)
+    if snapshot is not None:  # a Hugging Face cache folder: one snapshot, not every revision ever fetched
+        layout = _folder_layout(snapshot)
+        if layout is not None:
+            layout.ignored.update({p: "another revision in the Hugging Face cache" for p in older})
+        return layout
     top = {split: _corpus_split_files(path, split) for split in SPLITS}
     if any(files for files, _ in top.values()):
         return FolderLayout({split: files for split, (files, _) in top.items()},
