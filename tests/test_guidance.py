@@ -138,3 +138,11 @@ def test_the_cli_default_is_the_library_default():
     from tinylang.guidance import DEFAULT_STRENGTH
 
     assert DEFAULT_GUIDANCE == DEFAULT_STRENGTH
+
+
+def test_a_request_that_is_not_one_word_is_not_steered_toward():
+    guide = WordGuide(["jäätelö tötterö", "sini-valkoinen", "Koira"], strength=5.0, spread=1)
+    assert guide.words == ["jäätelö tötterö", "sini-valkoinen", "koira"]
+    assert boosted(feed(guide, "Hän söi ")) == {"k": 5.0, "K": 5.0}  # only the one-word request
+    feed(guide, "jäätelö tötterö ja koiran. ")
+    assert guide.used() == []  # exact matching: neither the two-word request nor koiran

@@ -75,8 +75,12 @@ class WordGuide:
             raise ValueError(f"guidance strength must be 0 or more, not {strength}")
         self.words = [w.strip().lower() for w in words if w.strip()]
         self.strength, self.is_use, self.spread = strength, is_use, spread
-        # each word as spelt mid-sentence and at the start of one
-        self.spellings = [{w.encode("utf-8"), (w[:1].upper() + w[1:]).encode("utf-8")} for w in self.words]
+        # Each word as spelt mid-sentence and at the start of one. A request that is not one word of
+        # letters (*jäätelö tötterö*, *sini-valkoinen*) has no spelling: words here end at any other
+        # character, so it could never be finished, and steering toward its first part would repeat
+        # that part without end.
+        self.spellings = [{w.encode("utf-8"), (w[:1].upper() + w[1:]).encode("utf-8")} if w.isalpha() else set()
+                          for w in self.words]
         self.rows = [_Row(len(self.words)) for _ in range(rows)]
         letters = len(prompt_tail) - next((i for i, c in enumerate(reversed(prompt_tail)) if not c.isalpha()),
                                           len(prompt_tail))
