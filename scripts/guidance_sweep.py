@@ -52,7 +52,7 @@ def main() -> None:
     args = parse_args()
     model, recipe = load_model(args.run, "cpu")
     pack = load_pack(run_language(args.run, recipe))
-    requests = instruct_requests(pack, args.beginnings, 0, request_words_source(recipe))
+    requests = instruct_requests(pack, args.beginnings, 0, request_words_source(recipe, args.run))
     beginnings = [b.text for b in pack.eval_beginnings][: args.beginnings]
     matcher, metrics = pack_matcher(pack), CompletionMetrics(pack)
     print("| strength | words used | vocabulary adherence | dictionary coverage | language ok | own bits/byte | seconds |")

@@ -43,6 +43,17 @@ def test_instruct_demo_from_corpus_to_chat(tmp_path, monkeypatch):
     assert result.output.startswith("Piirteet: vuoropuhelu, huono loppu\nSanat: koira, pallo, iloinen\nTarina: ")
     assert "requested words used: " in result.stderr  # word guidance on by default, and its count
 
+    # an export of the run behaves the same: instruct chat, and its language without --lang
+    export = tmp_path / "export"
+    assert CliRunner().invoke(app, ["export", str(run), str(export)]).exit_code == 0
+    exported = CliRunner().invoke(app, ["generate", str(export), "--words", "koira", "--max-bytes", "20", "--seed", "0"])
+    assert exported.exit_code == 0 and exported.output.startswith("Sanat: koira\nTarina: "), exported.output
+    served = ModelServer.from_run(export, ServeOptions(port=0))
+    try:
+        assert served.served.instruct_pack.spec.code == "fi" and served.served.trained_column == "instruct"
+    finally:
+        served.server_close()
+
     server = ModelServer.from_run(run, ServeOptions(port=0))  # instruct chat, Finnish labels: both read from the run
     server.start_in_thread()
     try:

@@ -69,7 +69,7 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
         return _load_export(location, device), None
     path = location / CHECKPOINT_NAME if location.is_dir() else location
     payload = load_checkpoint(path)
-    recipe = _with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
+    recipe = with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
                               payload.get("workdir"))
     model = Megabyte(recipe.model)
     try:
@@ -79,7 +79,7 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), recipe
 
 
-def _with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None) -> Recipe:
+def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None) -> Recipe:
     """The stored recipe, with a relative ``data.path`` made absolute when it means another place from
     here than from where training ran. Checkpoints record that directory (``workdir``); for older
     ones the run shows it: the run folder ends with the recipe's relative ``output.dir``, so the

@@ -15,7 +15,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, with_data_found
+from .langpack import run_corpus_stats
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
 from .outputs import output_folder_problem
 from .recipe import recipe_from_dict, recipe_to_yaml
@@ -33,8 +34,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     problem = run_problem(run_dir) or output_problem(out_dir)
     if problem:
         raise ExportError(problem)
-    payload = load_checkpoint(run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir)
+    checkpoint = run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir
+    payload = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(payload["recipe"], source=str(run_dir))
+    corpus = run_corpus_stats(with_data_found(recipe, checkpoint.parent, payload.get("workdir")))
     config = MegabyteConfig.model_validate(payload["model_config"])
     model = Megabyte(config)
     try:
@@ -51,6 +54,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         "train_loss": payload.get("train_loss"),
         "val_bpb": payload.get("val_bpb"),
         "data": recipe.data.path,
+        "text_column": recipe.data.text_column,  # instruct for instruct models: serve's chat format
+        # the corpus's language and sources, so that commands need no --lang (the corpus stays behind)
+        "corpus": {"lang": corpus["lang"], "corpus": {"sources": corpus.get("corpus", {}).get("sources", {})}}
+        if corpus and "lang" in corpus else None,
     }
     meta = {
         "architecture": "megabyte",

@@ -264,21 +264,42 @@ def _pack_directory(lang: str | Path) -> Path:
     raise PackError(f"no language pack {str(lang)!r} (looked in {looked}; packs there: {known})")
 
 
-def run_corpus_stats(recipe) -> dict | None:
-    """build-corpus's stats.json of the corpus a run was trained on; None when the run's data is not
-    a build-corpus folder. ``recipe`` is the run's stored recipe, None for exports."""
-    stats = Path(recipe.data.path) / "stats.json" if recipe is not None else None
-    if stats is None or not stats.is_file():
+def run_corpus_stats(recipe, run: str | Path | None = None) -> dict | None:
+    """build-corpus's stats.json of the corpus a run was trained on (its language and sources); None
+    when the run's data is not a build-corpus folder. ``recipe`` is the run's stored recipe, None for
+    exports, which carry what they need of it in config.json (``training.corpus``)."""
+    if recipe is None:
+        return export_training(run).get("corpus") if run is not None else None
+    stats = Path(recipe.data.path) / "stats.json"
+    if not stats.is_file():
         return None
     return json.loads(stats.read_text(encoding="utf-8"))
 
 
+def export_training(location: str | Path) -> dict:
+    """The ``training`` section of an export's config.json ({} for anything else, or an old export)."""
+    config = Path(location) / "config.json"
+    if not (Path(location) / "model.safetensors").is_file() or not config.is_file():
+        return {}
+    try:
+        training = json.loads(config.read_text(encoding="utf-8")).get("training")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return training if isinstance(training, dict) else {}
+
+
 def run_language(run: str | Path, recipe) -> str:
-    """The pack code of the corpus a run was trained on, for commands whose --lang was left out."""
-    stats = run_corpus_stats(recipe)
+    """The pack code of the corpus a run (or export) was trained on, for commands whose --lang was left out."""
+    stats = run_corpus_stats(recipe, run)
     if stats is not None:
         return stats["lang"]
-    raise PackError(f"cannot tell the language of {run} (its training corpus has no stats.json): pass --lang")
+    what = "its training corpus has no stats.json" if recipe is not None else "the export does not record it"
+    raise PackError(f"cannot tell the language of {run} ({what}): pass --lang")
+
+
+def run_text_column(run: str | Path, recipe) -> str | None:
+    """The column a run (or export) was trained on (``instruct`` for instruct models); None if unknown."""
+    return recipe.data.text_column if recipe is not None else export_training(run).get("text_column")
 
 
 def load_pack(lang: str | Path) -> LanguagePack:

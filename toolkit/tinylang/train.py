@@ -348,7 +348,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 "train_loss": train_loss,
                 "val_bpb": val_bpb,
                 "recipe": recipe.model_dump(mode="json"),
-                "workdir": os.getcwd(),  # what the recipe's relative paths mean (checkpoint._with_data_found)
+                "workdir": os.getcwd(),  # what the recipe's relative paths mean (checkpoint.with_data_found)
                 "world_size": dist.world_size,
                 "rng": {
                     "sampler": sampler.get_state(),

@@ -61,6 +61,7 @@ def generate(
     from ..checkpoint import CheckpointError, load_model
     from ..generate import stream_story
     from ..guidance import WordGuide, pack_matcher
+    from ..langpack import run_text_column
     from ..runtime import pick_device
 
     _check_top_p(top_p)
@@ -70,8 +71,9 @@ def generate(
         fail(str(error))
     beginning, pack, word_list = prompt, None, []
     if words or features:
-        if recipe is not None and recipe.data.text_column != "instruct":
-            errors.print(f"[yellow]warning:[/] {run} was trained on the {recipe.data.text_column!r} column, not on "
+        column = run_text_column(run, recipe)
+        if column not in (None, "instruct"):
+            errors.print(f"[yellow]warning:[/] {run} was trained on the {column!r} column, not on "
                          "instruct requests: it may not follow --words/--features.", highlight=False)
         pack, word_list, prompt = _instruct_request(run, recipe, lang, words, features, prompt)
     matcher = pack_matcher(pack) if word_list else None  # with guidance 0 it still says which words were used

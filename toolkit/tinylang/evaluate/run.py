@@ -127,11 +127,11 @@ def judge_settings(options: EvalOptions) -> LLMSettings | None:
                                timeout_s=options.judge_timeout_s, max_attempts=options.judge_max_attempts)
 
 
-def request_words_source(recipe) -> str:
+def request_words_source(recipe, run: Path | str | None = None) -> str:
     """Where requested words come from: the story grammar's lexicon when the run's corpus was written
     by the grammar (it never asked for other words, so asking for them measures nothing), otherwise
     the pack's whole vocabulary, as the LLM backend samples it."""
-    sources = (run_corpus_stats(recipe) or {}).get("corpus", {}).get("sources", {})
+    sources = (run_corpus_stats(recipe, run) or {}).get("corpus", {}).get("sources", {})
     return "grammar" if sources and set(sources) == {"grammar"} else "pack"
 
 
@@ -280,7 +280,7 @@ def evaluate(options: EvalOptions, console: Console | None = None, errors: Conso
     out = Path(options.run) / "eval" / options.name
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    words_source = request_words_source(recipe) if options.instruct else None
+    words_source = request_words_source(recipe, options.run) if options.instruct else None
     requests = (instruct_requests(pack, len(beginnings), options.seed, words_source) if options.instruct
                 else [None] * len(beginnings))
     rows = completion_rows(model, pack, beginnings, requests, options, console)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..checkpoint import load_model
 from ..guidance import DEFAULT_STRENGTH, WordGuide, pack_matcher
-from ..langpack import LanguagePack, load_pack, run_language
+from ..langpack import LanguagePack, load_pack, run_language, run_text_column
 from ..model import Megabyte
 from . import api
 from .engine import Engine, EngineBusy, Finished, GenerationRequest
@@ -55,7 +55,7 @@ class ServedModel:
     engine: Engine
     instruct_pack: LanguagePack | None  # set for instruct models: chat renders their request format
     created: int
-    trained_column: str | None = None  # the recipe's data.text_column (None for exports)
+    trained_column: str | None = None  # the recipe's data.text_column (None for exports that do not say)
     _matcher: Callable[[str, str], bool] | None = None
 
     def word_matcher(self) -> Callable[[str, str], bool]:
@@ -96,13 +96,12 @@ class ModelServer(ThreadingHTTPServer):
         if options.chat_format not in ("auto", "instruct", "story"):
             raise ValueError(f"chat format {options.chat_format!r}: choose auto, instruct or story")
         model, recipe = load_model(run, options.device)
-        instruct = options.chat_format == "instruct" or (
-            options.chat_format == "auto" and recipe is not None and recipe.data.text_column == "instruct"
-        )
+        trained_column = run_text_column(run, recipe)
+        instruct = options.chat_format == "instruct" or (options.chat_format == "auto" and trained_column == "instruct")
         pack = load_pack(options.lang or run_language(run, recipe)) if instruct else None
         engine = Engine(model, options.max_batch, options.max_queue).start()
         served = ServedModel(options.name or served_name(run), model, engine, pack, int(time.time()),
-                             recipe.data.text_column if recipe is not None else None)
+                             trained_column)
         try:
             return cls(served, options)
         except OSError:
