@@ -42,6 +42,15 @@ def test_instruct_demo_from_corpus_to_chat(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Piirteet: vuoropuhelu, huono loppu\nSanat: koira, pallo, iloinen\nTarina: ")
     assert "requested words used: " in result.stderr  # word guidance on by default, and its count
+    # mistakes in the request: one line each, before or beside the story
+    empty = CliRunner().invoke(app, ["generate", str(run), "--words", ",,", "--max-bytes", "5"])
+    assert empty.exit_code != 0 and "lists no words" in empty.stderr
+    assert CliRunner().invoke(app, ["generate", str(run), "--words", "koira", "--guidance", "inf"]).exit_code == 2
+    odd = CliRunner().invoke(app, ["generate", str(run), "--words", "jäätelö tötterö,koira", "--max-bytes", "5",
+                                   "--prompt", "Olipa kerran " * 100])
+    assert odd.exit_code == 0
+    assert "left to the model and not counted: jäätelö tötterö" in " ".join(odd.stderr.split())
+    assert "the start of the request is lost" in " ".join(odd.stderr.split())
 
     # an export of the run behaves the same: instruct chat, and its language without --lang
     export = tmp_path / "export"

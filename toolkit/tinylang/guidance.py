@@ -21,6 +21,7 @@ same rule evaluate scores with (the written form or one of its lemmas is the req
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 
 import torch
@@ -30,6 +31,13 @@ from .langpack import LanguagePack
 
 DEFAULT_STRENGTH = 6.0  # nats; docs/generate.md has the measured trade-off
 SPREAD_WORDS = 8  # words after a use before the pressure to start the next requested word is full
+MAX_ATTEMPTS = 3  # missed tries at a word (its start written, the word not) before it is left alone
+
+
+def _attempt_prefix(length: int) -> int:
+    """Bytes of a requested word a written word must share to count as a try at it: all of a short
+    word (do- is not a try at dog), at least half of a long one (koiv- is a miss of koira)."""
+    return length if length <= 4 else max(3, (length + 1) // 2)
 
 
 def exact_match(word: str, requested: str) -> bool:
@@ -51,6 +59,15 @@ def _utf8_length(lead: int) -> int:
     return 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 0
 
 
+def _is_letter(character: str) -> bool:
+    """Letters, and the combining marks of decomposed text (a + U+0308 is ä)."""
+    return character.isalpha() or unicodedata.category(character).startswith("M")
+
+
+def _is_word(text: str) -> bool:
+    return bool(text) and _is_letter(text[0]) and all(_is_letter(c) for c in text)
+
+
 class _Row:
     """One story's state: the word being written (its bytes so far) and the requested words unused."""
 
@@ -60,6 +77,7 @@ class _Row:
         self.unused = list(range(count))
         self.used: list[int] = []
         self.since_use = 0  # words finished since the last requested one (or since the start)
+        self.attempts = [0] * count  # words that followed a requested spelling and then missed it
 
 
 class WordGuide:
@@ -73,23 +91,29 @@ class WordGuide:
                  is_use: Callable[[str, str], bool] = exact_match, prompt_tail: str = "", spread: int = SPREAD_WORDS):
         if strength < 0:
             raise ValueError(f"guidance strength must be 0 or more, not {strength}")
-        self.words = [w.strip().lower() for w in words if w.strip()]
+        # NFC, as text is written (a word typed in decomposed form would never match), once each
+        self.words = list(dict.fromkeys(unicodedata.normalize("NFC", w.strip()).lower() for w in words if w.strip()))
         self.strength, self.is_use, self.spread = strength, is_use, spread
         # Each word as spelt mid-sentence and at the start of one. A request that is not one word of
         # letters (*jäätelö tötterö*, *sini-valkoinen*) has no spelling: words here end at any other
         # character, so it could never be finished, and steering toward its first part would repeat
         # that part without end.
-        self.spellings = [{w.encode("utf-8"), (w[:1].upper() + w[1:]).encode("utf-8")} if w.isalpha() else set()
+        self.spellings = [{w.encode("utf-8"), (w[:1].upper() + w[1:]).encode("utf-8")} if _is_word(w) else set()
                           for w in self.words]
+        self.unsteered = [w for w, spelt in zip(self.words, self.spellings) if not spelt]
         self.rows = [_Row(len(self.words)) for _ in range(rows)]
-        letters = len(prompt_tail) - next((i for i, c in enumerate(reversed(prompt_tail)) if not c.isalpha()),
+        letters = len(prompt_tail) - next((i for i, c in enumerate(reversed(prompt_tail)) if not _is_letter(c)),
                                           len(prompt_tail))
         for row in self.rows:
             row.word = prompt_tail[letters:].encode("utf-8")
 
     def used(self, row: int = 0) -> list[str]:
-        """The requested words this row has used so far, in request order."""
-        return [self.words[i] for i in sorted(self.rows[row].used)]
+        """The requested words this row has used so far, in request order; a word the story ends on
+        (no space or end-of-story after it yet) counts."""
+        state = self.rows[row]
+        last = state.word.decode("utf-8", errors="replace").lower() if state.word else ""
+        ending = {i for i in state.unused if last and self.is_use(last, self.words[i])}
+        return [self.words[i] for i in sorted([*state.used, *ending])]
 
     def __call__(self, logits: torch.Tensor, sampled: torch.Tensor | None) -> torch.Tensor:
         if sampled is not None:
@@ -120,6 +144,8 @@ class WordGuide:
             return set()
         written, following = row.word, set()
         for i in row.unused:
+            if row.attempts[i] >= MAX_ATTEMPTS:
+                continue
             for spelling in self.spellings[i]:
                 if len(spelling) > len(written) and spelling.startswith(written):
                     following.add(spelling[len(written)])
@@ -129,7 +155,7 @@ class WordGuide:
         if byte < 128:
             if row.pending:  # a broken character: not a letter
                 row.pending = b""
-            if chr(byte).isalpha():
+            if chr(byte).isalpha():  # the ASCII letters
                 row.word += bytes([byte])
             else:
                 self._end_word(row)
@@ -140,7 +166,7 @@ class WordGuide:
             if len(row.pending) == _utf8_length(row.pending[0]):
                 character = row.pending.decode("utf-8", errors="replace")
                 row.pending = b""
-                if character.isalpha():
+                if _is_letter(character):
                     row.word += character.encode("utf-8")
                 else:
                     self._end_word(row)
@@ -151,10 +177,17 @@ class WordGuide:
     def _end_word(self, row: _Row) -> None:
         if not row.word:
             return
-        word = row.word.decode("utf-8", errors="replace").lower()
+        written, word = row.word, row.word.decode("utf-8", errors="replace").lower()
         row.word = b""
         row.since_use += 1
-        for i in [i for i in row.unused if self.is_use(word, self.words[i])]:
-            row.unused.remove(i)
-            row.used.append(i)
-            row.since_use = 0
+        for i in list(row.unused):
+            if self.is_use(word, self.words[i]):
+                row.unused.remove(i)
+                row.used.append(i)
+                row.since_use = 0
+            elif any(written.startswith(s[: _attempt_prefix(len(s))]) for s in self.spellings[i]):
+                # The story followed the word and missed it (dog -> dogether): let the pressure build
+                # up again from nothing, and after MAX_ATTEMPTS leave the word to the model, rather
+                # than start it over and over.
+                row.attempts[i] += 1
+                row.since_use = 0

@@ -52,7 +52,7 @@ def generate(
     words: Optional[str] = typer.Option(None, "--words", help="Instruct models: words the story must use, comma-separated."),
     features: Optional[str] = typer.Option(None, "--features", help="Instruct models: features, e.g. dialogue,bad_ending."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels to use (default: the corpus's)."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0,
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0, max=100.0,
                                    help="With --words: steer sampling toward requested words not yet used "
                                         "(logit bonus in nats; 0 turns it off; see docs/generate.md)."),
 ) -> None:
@@ -76,6 +76,14 @@ def generate(
             errors.print(f"[yellow]warning:[/] {run} was trained on the {column!r} column, not on "
                          "instruct requests: it may not follow --words/--features.", highlight=False)
         pack, word_list, prompt = _instruct_request(run, recipe, lang, words, features, prompt)
+        if words and not word_list:
+            fail(f"--words {words!r} lists no words; give them comma-separated: --words koira,pallo")
+    fits = model.config.context_bytes - 1  # the begin-of-story id takes one place
+    if len(prompt.encode("utf-8")) > fits:
+        what = "request and beginning" if words or features else "prompt"
+        errors.print(f"[yellow]warning:[/] the {what} is {len(prompt.encode('utf-8')):,} bytes; the model sees only "
+                     f"its last {fits:,} (its context){', so the start of the request is lost' if words or features else ''}.",
+                     highlight=False)
     matcher = pack_matcher(pack) if word_list else None  # with guidance 0 it still says which words were used
     try:
         for i in range(num):
@@ -84,6 +92,9 @@ def generate(
             sys.stdout.write(prompt)
             story_seed = None if seed is None else seed + i
             guide = WordGuide(word_list, guidance, is_use=matcher, prompt_tail=beginning) if matcher else None
+            if guide is not None and guide.unsteered and guidance and i == 0:
+                errors.print(f"[yellow]warning:[/] not single words, left to the model and not counted: "
+                             f"{escape(', '.join(guide.unsteered))}", highlight=False)
             for piece in stream_story(model, prompt, max_bytes, temperature, top_k or None, top_p, story_seed, guide):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -232,7 +243,7 @@ def evaluate_command(
                                         help="Quick check: only the first N beginnings, held-out beginnings and "
                                              "validation stories."),
     instruct: bool = typer.Option(False, "--instruct", help="An instruct model: prompts request words and features."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0,
+    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0, max=100.0,
                                    help="With --instruct: word guidance strength, as in generate (0: the model alone)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),

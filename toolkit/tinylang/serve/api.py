@@ -151,7 +151,7 @@ class ChatRequest(_Sampling):
     tools: list[Any] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
-    guidance: float | None = Field(None, ge=0.0, le=100.0, description="tinylang extension: word guidance for "
+    guidance: float | None = Field(None, ge=0.0, le=100.0, allow_inf_nan=False, strict=True, description="tinylang extension: word guidance for "
                                    "instruct models, as generate's --guidance (absent: its default; 0: the model alone).")
 
     def check_supported(self) -> None:
