@@ -102,6 +102,11 @@ def test_a_corpus_too_small_for_validation_says_how_to_fix_it(tmp_path):
     with pytest.raises(SourceError, match="validation split has no stories") as error:
         ByteData.from_config(config)
     assert "data.validation_fraction" in str(error.value) and "train and validation files" in str(error.value)
+    # one story in all: no fraction can help, and the message does not suggest one
+    one = write_txt(tmp_path / "one.txt", ["Yksi tarina."])
+    with pytest.raises(SourceError, match="holds 1 story in all") as error:
+        ByteData.from_config(DataConfig(path=str(one), cache_dir=str(tmp_path / "c"), validation_fraction=0.3))
+    assert "validation_fraction" not in str(error.value)
 
 
 def test_rows_without_text_are_counted_reported_and_kept_out(tmp_path):

@@ -251,8 +251,10 @@ def test_local_looking_paths_that_do_not_exist_fail_at_once(tmp_path, monkeypatc
     with pytest.raises(SourceError, match=r"^no such file or folder: data/fi-genrate \(did you mean data/fi-generate\?\)"):
         open_source("data/fi-genrate")
     for location in ("./stories", "../stories", "/no/such/place", "~/no-such-tinylang-file", "stories.jsonl", "x/y.parquet"):
-        with pytest.raises(SourceError, match=f"^no such file or folder: {location}"):
+        with pytest.raises(SourceError, match=f"^no such file or folder: {location}") as error:
             open_source(location)
+        relative = "a relative path is read from the current directory" in str(error.value)
+        assert relative == (location[0] not in "/~")  # a recipe run from elsewhere: where it looked
     with pytest.raises(SourceError, match="no such file or folder"):
         list(iter_source_stories("data/fi-genrate"))
     assert open_source("roneneldan/TinyStories").kind == "huggingface"

@@ -151,13 +151,18 @@ def _skipped_text(skipped: dict[str, int]) -> str:
     return f"{total:,} row{'' if total == 1 else 's'} without text ({reasons})"
 
 
-def _empty_split_message(source: StorySource, split: str, skipped: dict[str, int]) -> str:
+def _empty_split_message(source: StorySource, split: str, skipped: dict[str, int], train_stories: int | None) -> str:
     """Why ``split`` came out empty, and what to change."""
     message = f"{source.location}: the {split} split has no stories"
     if skipped:
         message += f"; skipped {_skipped_text(skipped)}"
     if split == "validation" and source.has_own_splits:
         return message + f" (its validation files: {', '.join(p.name for p in source.files['validation'])})"
+    if split == "validation" and train_stories is not None and train_stories < 2:
+        return message + (
+            f": the source holds {train_stories} story in all, and holding stories out for validation needs at "
+            "least 2 (one to train on, one to validate); add stories, or give validation stories of your own: a "
+            "folder with train and validation files (see docs/train.md, Data)")
     if split == "validation":
         return message + (
             f": none fell in the held-out share (data.validation_fraction={source.validation_fraction}, picked by a "
@@ -190,8 +195,10 @@ def _exclusive(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def load_split(source: StorySource, split: str, cache_dir: Path, console: Console | None = None) -> ByteStream:
-    """The encoded split, from the cache when the source has not changed."""
+def load_split(source: StorySource, split: str, cache_dir: Path, console: Console | None = None,
+               train_stories: int | None = None) -> ByteStream:
+    """The encoded split, from the cache when the source has not changed. ``train_stories`` (when the
+    validation split is loaded after train) lets an empty validation split say why."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(source, split)
     data_path, meta_path = cache_dir / f"{key}-{split}.u16", cache_dir / f"{key}-{split}.json"
@@ -211,7 +218,7 @@ def load_split(source: StorySource, split: str, cache_dir: Path, console: Consol
     meta = json.loads(meta_path.read_text())
     stories = meta["stories"]
     if stories == 0:
-        raise SourceError(_empty_split_message(source, split, meta.get("skipped", {})))
+        raise SourceError(_empty_split_message(source, split, meta.get("skipped", {}), train_stories))
     return ByteStream(np.memmap(data_path, dtype=np.uint16, mode="r"), stories)
 
 
@@ -224,7 +231,8 @@ class ByteData:
     def from_config(cls, config: DataConfig, console: Console | None = None) -> "ByteData":
         source = open_source(config.path, config.text_column, config.validation_fraction, config.hf_config)
         cache = Path(config.cache_dir)
-        return cls(load_split(source, "train", cache, console), load_split(source, "validation", cache, console))
+        train = load_split(source, "train", cache, console)
+        return cls(train, load_split(source, "validation", cache, console, train_stories=train.stories))
 
 
 def bits_per_byte(mean_loss_nats: float) -> float:

@@ -124,6 +124,8 @@ def _missing_path_message(location: str, path: Path, why_local: str) -> str:
             message += f" (did you mean {Path(existing, close[0], *missing[1:])}?)"
     if why_local.endswith("is a folder here"):
         message += f"; read as a local path because {why_local}"
+    if not path.is_absolute() and not location.startswith("~"):
+        message += f" (a relative path is read from the current directory, {Path.cwd()})"
     return message
 
 
