@@ -194,6 +194,15 @@ def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path,
     monkeypatch.chdir(elsewhere)
     assert Path(load_model(project / "runs" / "up")[1].data.path).resolve() == (project / "data" / "stories.txt").resolve()
 
+    # a run copied to another machine: its local corpus is missing there, as an absolute path (not a Hub name)
+    checkpoint = project / "runs" / "up" / "checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=False)
+    assert payload["data_kind"] == "file"
+    torch.save(payload | {"workdir": "/nowhere/project/work"}, checkpoint)
+    assert load_model(checkpoint)[1].data.path == "/nowhere/project/work/../data/stories.txt"
+    torch.save(payload | {"workdir": "/nowhere/project/work", "data_kind": "huggingface"}, checkpoint)
+    assert load_model(checkpoint)[1].data.path == "../data/stories.txt"  # a Hub name stays a name
+
     # checkpoints from before the directory was recorded: the run folder's path still tells
     payload = torch.load(project / "runs" / "r" / "checkpoint.pt", weights_only=False)
     del payload["workdir"]

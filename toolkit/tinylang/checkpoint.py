@@ -70,7 +70,7 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
     path = location / CHECKPOINT_NAME if location.is_dir() else location
     payload = load_checkpoint(path)
     recipe = with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
-                              payload.get("workdir"))
+                             payload.get("workdir"), payload.get("data_kind"))
     model = Megabyte(recipe.model)
     try:
         model.load_state_dict(payload["model"])
@@ -79,13 +79,15 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
     return model.to(device).eval(), recipe
 
 
-def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None) -> Recipe:
+def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None, data_kind: str | None = None) -> Recipe:
     """The stored recipe, with a relative ``data.path`` made absolute when it means another place from
     here than from where training ran. Checkpoints record that directory (``workdir``); for older
     ones the run shows it: the run folder ends with the recipe's relative ``output.dir``, so the
     training directory is what comes before it. Without this, evaluating ``/abs/project/runs/x`` from
     another directory lost the corpus (its validation split, its stats.json) or took ``data/corpus``
-    for a Hugging Face dataset name."""
+    for a Hugging Face dataset name. A local corpus found nowhere (a run copied to another machine)
+    becomes its absolute path where training ran, so it fails as a missing folder, not after minutes
+    of Hub retries."""
     data, output = Path(recipe.data.path).expanduser(), Path(recipe.output.dir)
     if data.is_absolute():
         return recipe
@@ -98,8 +100,11 @@ def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None) -
         if run_parts[-len(out_parts):] != out_parts:
             return recipe
         found = Path(*run_parts[: -len(out_parts)]) / data
+    local = data_kind in ("directory", "file")
     # the run's own corpus, even where the current directory holds another one under the same name
-    if not found.exists() or (data.exists() and data.resolve() == found.resolve()):
+    if not found.exists() and not (local and workdir is not None and not data.exists()):
+        return recipe
+    if data.exists() and found.exists() and data.resolve() == found.resolve():
         return recipe
     return recipe.model_copy(update={"data": recipe.data.model_copy(update={"path": str(found)})})
 

@@ -226,13 +226,14 @@ def load_split(source: StorySource, split: str, cache_dir: Path, console: Consol
 class ByteData:
     train: ByteStream
     validation: ByteStream
+    source_kind: str = "file"  # StorySource.kind: "directory", "file" (local) or "huggingface"
 
     @classmethod
     def from_config(cls, config: DataConfig, console: Console | None = None) -> "ByteData":
         source = open_source(config.path, config.text_column, config.validation_fraction, config.hf_config)
         cache = Path(config.cache_dir)
         train = load_split(source, "train", cache, console)
-        return cls(train, load_split(source, "validation", cache, console, train_stories=train.stories))
+        return cls(train, load_split(source, "validation", cache, console, train_stories=train.stories), source.kind)
 
 
 def bits_per_byte(mean_loss_nats: float) -> float:

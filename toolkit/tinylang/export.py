@@ -37,7 +37,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     checkpoint = run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir
     payload = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(payload["recipe"], source=str(run_dir))
-    corpus = run_corpus_stats(with_data_found(recipe, checkpoint.parent, payload.get("workdir")))
+    corpus = run_corpus_stats(with_data_found(recipe, checkpoint.parent, payload.get("workdir"), payload.get("data_kind")))
     config = MegabyteConfig.model_validate(payload["model_config"])
     model = Megabyte(config)
     try:

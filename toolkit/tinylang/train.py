@@ -349,6 +349,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 "val_bpb": val_bpb,
                 "recipe": recipe.model_dump(mode="json"),
                 "workdir": os.getcwd(),  # what the recipe's relative paths mean (checkpoint.with_data_found)
+                "data_kind": data.source_kind,  # a local corpus is never looked for on the Hub later
                 "world_size": dist.world_size,
                 "rng": {
                     "sampler": sampler.get_state(),
