@@ -154,3 +154,46 @@ def test_own_packs_are_added_to_the_shipped_ones(tmp_path, monkeypatch, tiny_pac
     assert load_pack("fi").directory.parent.name == "corpora"
     with pytest.raises(PackError, match="no language pack 'xx'.*mine"):
         load_pack("xx")
+
+
+def test_check_catches_filter_settings_a_build_would_fail_on_after_paying(tmp_path):
+    """A pack for a language simplemma has no dictionary for (olo, Livvi), thresholds that reject
+    everything, and a vocabulary with nothing to sample: each named before any story is made."""
+    import shutil
+
+    from tinylang.filters.pipeline import story_filters
+
+    pack_dir = tmp_path / "olo"
+    shutil.copytree(REPO_CORPORA / "sv", pack_dir)
+    _edit(pack_dir / "pack.yaml", "code: sv", "code: olo")
+    _edit(pack_dir / "pack.yaml", "  language: sv\n", "  language: olo\n  language_id: false\n")
+    text = "\n".join(check_pack(load_pack(pack_dir)))
+    assert "simplemma has no dictionary for 'olo'" in text and "filters.lemmatiser to none" in text
+    with pytest.raises(ValueError, match="simplemma has no dictionary for 'olo'"):
+        story_filters(load_pack(pack_dir))
+    _edit(pack_dir / "pack.yaml", "filters:\n", "filters:\n  lemmatiser: none\n")
+    assert check_pack(load_pack(pack_dir)) == []
+    filters = {f.name: f for f in story_filters(load_pack(pack_dir))}
+    assert filters["vocabulary"].judge("hund")[1] and not filters["vocabulary"].judge("hundar")[1]  # forms as written
+
+    _edit(pack_dir / "pack.yaml", "min_words: 40", "min_words: 900")
+    assert any("min_words 900 is above max_words" in p for p in check_pack(load_pack(pack_dir)))
+    _edit(pack_dir / "pack.yaml", "min_words: 900", "min_words: -5")
+    with pytest.raises(PackError, match="min_words"):
+        load_pack(pack_dir)
+    _edit(pack_dir / "pack.yaml", "min_words: -5", "min_words: 5")
+    header = (pack_dir / "vocabulary.tsv").read_text(encoding="utf-8").splitlines()[0]
+    (pack_dir / "vocabulary.tsv").write_text(header + "\n", encoding="utf-8")
+    assert any("no noun, verb, adj entries" in p for p in check_pack(load_pack(pack_dir)))
+
+
+def test_a_copied_pack_lemmatises_in_the_language_it_names(tmp_path):
+    import shutil
+
+    from tinylang.filters.pipeline import pack_lemmatiser
+
+    pack_dir = tmp_path / "fz"
+    shutil.copytree(REPO_CORPORA / "fi", pack_dir)
+    _edit(pack_dir / "pack.yaml", "code: fi", "code: fz")
+    pack = load_pack(pack_dir)
+    assert pack.spec.filters.language == "fi" and pack_lemmatiser(pack).is_form_of("koiran", "koira")

@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .filters.lexical import Lemmatiser, make_lemmatiser
+from .filters.lexical import Lemmatiser
+from .filters.pipeline import pack_lemmatiser
 from .langpack import LanguagePack
 
 DEFAULT_STRENGTH = 6.0  # nats; docs/generate.md has the measured trade-off
@@ -52,7 +53,7 @@ def lemma_matcher(lemmatiser: Lemmatiser) -> Callable[[str, str], bool]:
 
 def pack_matcher(pack: LanguagePack) -> Callable[[str, str], bool]:
     """lemma_matcher with the pack's own lemmatiser (Voikko for Finnish, simplemma elsewhere)."""
-    return lemma_matcher(make_lemmatiser(pack.code, pack.spec.filters.lemmatiser))
+    return lemma_matcher(pack_lemmatiser(pack))
 
 
 def _utf8_length(lead: int) -> int:

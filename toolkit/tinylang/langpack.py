@@ -17,6 +17,7 @@ import string
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,16 +63,17 @@ class InstructLabels(_Strict):
 class FilterThresholds(_Strict):
     """Settings of the filter pipeline (tinylang filter); every key has a default."""
 
-    min_words: int = 40
-    max_words: int = 700
-    min_bytes: int = 0
-    max_bytes: int = 20_000
+    min_words: int = Field(40, ge=0)
+    max_words: int = Field(700, ge=1)
+    min_bytes: int = Field(0, ge=0)
+    max_bytes: int = Field(20_000, ge=1)
     max_foreign_char_fraction: float = Field(0.0, ge=0, le=1, description="Characters outside alphabet + punctuation.")
     language: str | None = Field(None, description="Expected language-ID code; defaults to the pack code.")
     language_id: bool = Field(True, description="False skips language ID, for a language the detector "
                               "does not know (Sami): dictionary coverage and vocabulary still check the language.")
     min_language_probability: float = Field(0.9, ge=0, le=1)
-    lemmatiser: str = Field("simplemma", description="simplemma, or voikko (Finnish, needs libvoikko).")
+    lemmatiser: Literal["simplemma", "voikko", "none"] = Field(
+        "simplemma", description="simplemma, voikko (Finnish, needs libvoikko), or none (words as written).")
     min_dictionary_coverage: float = Field(0.9, ge=0, le=1)
     min_vocabulary_adherence: float = Field(0.8, ge=0, le=1)
     compounds: bool = Field(False, description="Accept compounds whose parts are all allowed (fi, sv, et).")
@@ -385,6 +387,7 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             problems.append(f"{where}/{label}: listed twice: {', '.join(duplicates)}")
     problems += _check_beginnings(pack, reference)
     problems += _check_identity(pack)
+    problems += _check_filters(pack)
     if pack.has_grammar:
         from .corpus.grammar import check_grammar
 
@@ -394,6 +397,29 @@ def check_pack(pack: LanguagePack, reference: LanguagePack | None = None) -> lis
             return problems + [str(error)]
         vocabulary = {pos: set(pack.words(pos)) for pos in PARTS_OF_SPEECH}
         problems += check_grammar(grammar, vocabulary, set(pack.names))
+    return problems
+
+
+def _check_filters(pack: LanguagePack) -> list[str]:
+    """Filter settings a build would only discover after writing (and paying for) its stories."""
+    where, settings = pack.directory / "pack.yaml", pack.spec.filters
+    problems = []
+    if settings.min_words > settings.max_words:
+        problems.append(f"{where}: filters.min_words {settings.min_words} is above max_words {settings.max_words}: "
+                        "every story would be rejected")
+    if settings.min_bytes > settings.max_bytes:
+        problems.append(f"{where}: filters.min_bytes {settings.min_bytes} is above max_bytes {settings.max_bytes}: "
+                        "every story would be rejected")
+    from .filters.pipeline import pack_lemmatiser
+
+    try:
+        pack_lemmatiser(pack)
+    except (ValueError, ImportError, OSError) as error:
+        problems.append(f"{where}: filters.lemmatiser {settings.lemmatiser}: {error}")
+    missing = [pos for pos in ("noun", "verb", "adj") if not pack.words(pos)]
+    if missing:
+        problems.append(f"{pack.directory / 'vocabulary.tsv'}: no {', '.join(missing)} entries: LLM generation "
+                        "asks for a noun, a verb and an adjective (adj) in every story")
     return problems
 
 

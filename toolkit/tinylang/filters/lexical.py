@@ -44,6 +44,12 @@ class SimplemmaLemmatiser(Lemmatiser):
         super().__init__()
         import simplemma
 
+        try:  # an unknown language fails here, at set-up, not after a build has paid for its stories
+            simplemma.lemmatize("a", lang=lang)
+        except ValueError:
+            raise ValueError(f"simplemma has no dictionary for {lang!r}: set filters.lemmatiser to none in "
+                             "pack.yaml (words are then compared as written), or filters.language to a "
+                             "language it knows") from None
         self.lang = lang
         self._simplemma = simplemma
 
@@ -70,12 +76,28 @@ class VoikkoLemmatiser(Lemmatiser):
         return bool(analyses), lemmas or (word.lower(),)
 
 
+class WrittenForms(Lemmatiser):
+    """No lemmatiser, for a language none supports (Sámi in simplemma): every word is its own lemma
+    and counts as known. Dictionary coverage then measures nothing, and the vocabulary must list the
+    forms stories use, not only lemmas."""
+
+    name = "none"
+
+    def _analyse(self, word: str) -> tuple[bool, tuple[str, ...]]:
+        return True, (word.lower(),)
+
+
+LEMMATISERS = ("simplemma", "voikko", "none")
+
+
 def make_lemmatiser(lang: str, backend: str) -> Lemmatiser:
     if backend == "voikko":
         return VoikkoLemmatiser(lang)
     if backend == "simplemma":
         return SimplemmaLemmatiser(lang)
-    raise ValueError(f"unknown lemmatiser {backend!r} (simplemma or voikko)")
+    if backend == "none":
+        return WrittenForms()
+    raise ValueError(f"unknown lemmatiser {backend!r} ({', '.join(LEMMATISERS)})")
 
 
 class Language(Filter):

@@ -21,7 +21,7 @@ from ..langpack import LanguagePack, load_pack
 from ..records import StoryRecord
 from .base import Filter, Story, Verdict
 from .dedup import ExactDuplicate, NearDuplicate
-from .lexical import DictionaryCoverage, Language, Vocabulary, make_lemmatiser
+from .lexical import DictionaryCoverage, Language, Lemmatiser, Vocabulary, make_lemmatiser
 from .text import Alphabet, Length, MetaText, Normalise, Repetition
 
 CHUNK = 256
@@ -56,10 +56,17 @@ class FilterStats:
                 "repaired": dict(self.repaired)}
 
 
+def pack_lemmatiser(pack: LanguagePack) -> Lemmatiser:
+    """The pack's lemmatiser, for its language: ``filters.language`` when set (a pack copied under a
+    new code keeps its language), else the pack code."""
+    settings = pack.spec.filters
+    return make_lemmatiser(settings.language or pack.code, settings.lemmatiser)
+
+
 def story_filters(pack: LanguagePack) -> list[Filter]:
     """The per-story steps, cheap ones first, with the pack's thresholds."""
     settings = pack.spec.filters
-    lemmatiser = make_lemmatiser(pack.code, settings.lemmatiser)
+    lemmatiser = pack_lemmatiser(pack)
     names = frozenset(n.lower() for n in pack.names)
     function_words = frozenset(w.lower() for w in pack.function_words) | names
     vocabulary = frozenset(e.lemma.lower() for e in pack.vocabulary) | function_words
