@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from tinylang.quickstart import QuickstartOptions, quickstart
@@ -49,3 +50,34 @@ def test_quickstart_runs_the_whole_pipeline(tmp_path, monkeypatch):
     quickstart(options, Console(file=out, width=200))
     assert "already holds a corpus of 120 planned stories: using it" in out.getvalue()
     assert json.loads((result.corpus / "stats.json").read_text())["splits"] == stats_before
+
+
+def test_quickstart_never_asks_an_llm_for_stories(tmp_path, monkeypatch):
+    """sv has no story grammar: with a key and a model in the environment quickstart still sends no
+    request, and says how to build the corpus first; a corpus built before is then used."""
+    from typer.testing import CliRunner
+
+    from tinylang.cli import app
+    from tinylang.quickstart import QuickstartError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TINYLANG_CORPORA", str(REPO / "corpora"))
+    asked = []
+    with OpenAIServer(answer=lambda messages: asked.append(messages) or "Det var en gång.") as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_MODEL", "m")
+        result = CliRunner().invoke(app, ["quickstart", "--lang", "sv", "--n", "10"])
+    assert result.exit_code == 1 and not asked
+    assert "has none" in result.stderr and "tinylang build-corpus --lang sv" in " ".join(result.stderr.split())
+    corpus = tmp_path / "data" / "sv-generate"
+    corpus.mkdir(parents=True)
+    (corpus / "stats.json").write_text(json.dumps({"lang": "sv", "splits": {"train": 1, "validation": 1}}))
+    from tinylang.langpack import load_pack
+    from tinylang.quickstart import _corpus_built_before
+
+    with pytest.raises(QuickstartError):
+        _corpus_built_before(load_pack("sv"), corpus)  # no splits yet: still refused
+    for split in ("train", "validation"):
+        (corpus / f"{split}.parquet").write_bytes(b"")
+    assert _corpus_built_before(load_pack("sv"), corpus)["lang"] == "sv"

@@ -1,6 +1,7 @@
 """``tinylang quickstart``: the whole idea in one command, offline: corpus, model, stories, numbers.
 
-1. build a corpus with the pack's story grammar (an LLM, via OPENAI_MODEL, only for packs without one), filtered;
+1. build a corpus with the pack's story grammar, filtered (a pack without a grammar needs a corpus built
+   with an LLM first; quickstart itself never sends a request for stories);
 2. train the tiny recipe on it (``--resume`` semantics: running again continues or reuses the run);
 3. print a few generated stories;
 4. evaluate (automatic metrics, and the judge when ``--judge-model`` is given);
@@ -19,7 +20,7 @@ from rich.console import Console
 
 from .checkpoint import load_model
 from .corpus.build import BuildOptions, build_corpus
-from .corpus.folder import stored_plan
+from .corpus.folder import read_stats, stored_plan
 from .evaluate.compare import comparison_table, plot_judge_scores, plot_story_metrics, plot_training_curve
 from .evaluate.run import EvalOptions, evaluate
 from .generate import complete_story
@@ -67,11 +68,14 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
                       f"(delete {corpus} for a smaller one).")
         n = planned
     console.rule(f"1/4 corpus: {n:,} {pack.name} stories -> {corpus}")
-    # The story grammar whenever the pack has one, even with an API key in the environment: the
-    # demo stays offline and free, and a key set for the judge must not turn step 1 into LLM calls.
-    backend = "grammar" if pack.has_grammar else "auto"
-    built = build_corpus(BuildOptions(lang=options.lang, n=n, out=corpus, backend=backend,
-                                      filter_workers=os.cpu_count() or 1), console)
+    # The story grammar, even with an API key in the environment: the demo stays offline and free,
+    # and a key set for the judge must not turn step 1 into thousands of paid requests.
+    if pack.has_grammar:
+        built_stats = build_corpus(BuildOptions(lang=options.lang, n=n, out=corpus, backend="grammar",
+                                                filter_workers=os.cpu_count() or 1), console).stats
+    else:
+        built_stats = _corpus_built_before(pack, corpus)
+        console.print(f"The {pack.name} pack has no story grammar: using the corpus already in {corpus}.")
     console.rule(f"2/4 training {_recipe_path(options)} -> {run}")
     recipe = load_recipe(_recipe_path(options), [f"data.path={corpus}", f"output.dir={run}", *options.overrides])
     trained = train(recipe, resume=True, console=console)
@@ -102,9 +106,24 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
         ("judge_scores.png", evaluation.summary.get("judge") is not None
          and plot_judge_scores(comparison_table([run], "quickstart")[0], run / "judge_scores.png")),
     ) if made]
-    report.write_text(render_report(pack.name, built.stats, trained, samples, evaluation, next_steps, plots),
+    report.write_text(render_report(pack.name, built_stats, trained, samples, evaluation, next_steps, plots),
                       encoding="utf-8")
     return QuickstartResult(report, corpus, run)
+
+
+class QuickstartError(ValueError):
+    """Quickstart cannot run offline for this pack; the message says what to do first."""
+
+
+def _corpus_built_before(pack, corpus: Path) -> dict:
+    """The stats of a finished corpus in ``corpus``, for a pack whose stories need an LLM."""
+    stats = read_stats(corpus)
+    if stats.get("lang") == pack.code and all((corpus / f"{s}.parquet").is_file() for s in ("train", "validation")):
+        return stats
+    raise QuickstartError(
+        f"quickstart runs offline on a pack's story grammar, and the {pack.name} pack ({pack.code}) has none. Build "
+        f"its corpus with an LLM first (it is then reused here): tinylang build-corpus --lang {pack.code} --n 20000 "
+        f"--model MODEL --out {corpus}   (docs/build-corpus.md; --dry-run shows the cost)")
 
 
 def render_report(language: str, corpus_stats: dict, trained, samples: list[str], evaluation,

@@ -319,7 +319,8 @@ def compare_command(
 
 @app.command("quickstart")
 def quickstart_command(
-    lang: str = typer.Option("fi", "--lang", "-l", help="Language pack with a story grammar (fi, en)."),
+    lang: str = typer.Option("fi", "--lang", "-l", help="Language pack with a story grammar (fi, en); others need "
+                             "their corpus built with an LLM first."),
     n: int = typer.Option(20_000, "--n", min=10, help="Corpus size."),
     set_: list[str] = typer.Option([], "--set", help="Override a key of the tiny recipe (repeatable)."),
     samples: int = typer.Option(3, "--samples", min=1, help="Evaluation completions per beginning."),
@@ -331,7 +332,7 @@ def quickstart_command(
     from ..checkpoint import CheckpointError
     from ..corpus.build import BuildError
     from ..langpack import PackError
-    from ..quickstart import QuickstartOptions, quickstart
+    from ..quickstart import QuickstartError, QuickstartOptions, quickstart
     from ..recipe import RecipeError
     from ..train import TrainError
 
@@ -339,7 +340,7 @@ def quickstart_command(
                                 judge_model=judge_model, base_url=base_url)
     try:
         result = quickstart(options, console=console)
-    except (PackError, BuildError, RecipeError, TrainError, CheckpointError, RuntimeError) as error:
+    except (PackError, BuildError, QuickstartError, RecipeError, TrainError, CheckpointError, RuntimeError) as error:
         fail(str(error))
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to continue where it stopped", 130)
