@@ -331,3 +331,33 @@ def test_a_hugging_face_cache_folder_reads_one_revision(tmp_path):
     os.utime(cache / "snapshots" / "aaa", (2_000_000_000, 2_000_000_000))
     assert set(read_stories(open_source(cache), "train")) | set(read_stories(open_source(cache), "validation")) == {
         "vanha tarina"}
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_a_file_that_is_not_utf8_names_itself_and_its_line(tmp_path, suffix):
+    """A Latin-1 file fails where its first é is, which is named (file:line, byte, column) instead of
+    Python's bare "'utf-8' codec can't decode byte 0xe9 in position 834"."""
+    stories = [f"Story {i}: Tom had a dog." for i in range(200)] + ["Tom went to the café."]
+    path = tmp_path / f"en_latin1{suffix}"
+    if suffix == ".txt":
+        path.write_bytes("".join(f"{s}\n<|endoftext|>\n" for s in stories).encode("latin-1"))
+        line = 401
+    else:
+        path.write_bytes("".join(json.dumps({"text": s}, ensure_ascii=False) + "\n" for s in stories).encode("latin-1"))
+        line = 201
+    message = rf"en_latin1{suffix}:{line}: not UTF-8 text \(byte 0xe9 at column \d+\)"
+    with pytest.raises(SourceError, match=message):
+        list(read_stories(open_source(path), "train"))
+    with pytest.raises(SourceError, match=message):
+        list(iter_source_rows(path))
+
+
+def test_story_records_that_are_not_utf8_name_their_line(tmp_path):
+    from tinylang.records import StoryRecord, read_jsonl, record_line
+
+    path = tmp_path / "shard.jsonl"
+    lines = [record_line(StoryRecord(id=f"s{i}", lang="en", text=f"Tom {i}.", source="llm")) for i in range(3)]
+    lines.append(record_line(StoryRecord(id="s3", lang="en", text="Tom went to the café.", source="llm")))
+    path.write_bytes("".join(lines).encode("latin-1"))
+    with pytest.raises(ValueError, match=r"shard.jsonl:4: not UTF-8 text \(byte 0xe9"):
+        list(read_jsonl(path))

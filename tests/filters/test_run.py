@@ -140,3 +140,83 @@ def test_filtering_an_instruct_folder_made_from_a_plain_one_keeps_the_instruct_c
     assert stats.kept == len(kept) > 0
     assert all(r.instruct and r.instruct.startswith(("Sanat: ", "Piirteet: ")) and r.instruct.endswith(r.text)
                for r in kept)
+
+
+def test_a_folder_with_a_raw_subfolder_is_read_for_its_splits(tmp_path):
+    """Only build-corpus's own folders are read by their raw shards: a user's raw/ of scraped pages is not one."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "userdata2"
+    (folder / "raw").mkdir(parents=True)
+    (folder / "raw" / "scrape.html").write_text("<html></html>")
+    stories = [FI.replace("Aino", f"Aino{i}") for i in range(30)]
+    pq.write_table(pa.table({"text": stories[:27]}), folder / "train.parquet")
+    pq.write_table(pa.table({"text": stories[27:]}), folder / "validation.parquet")
+    result, text = filter_cli(str(folder), "--lang", "fi", "--out", str(tmp_path / "fu1"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "fu1" / "stats.json").read_text())["seen"] == 30 and "of 30 stories" in text
+
+
+@pytest.mark.parametrize("make_input", ["empty_jsonl", "build_folder_without_stories"])
+def test_an_input_without_stories_is_an_error_not_kept_0_of_0(tmp_path, make_input):
+    from tinylang.corpus.store import CorpusStore
+
+    if make_input == "empty_jsonl":
+        source = tmp_path / "empty.jsonl"
+        source.write_text("")
+    else:
+        source = tmp_path / "corpus"
+        CorpusStore(source).close()  # a first build stopped before its first story
+    out = tmp_path / "out"
+    result, text = filter_cli(str(source), "--lang", "fi", "--out", str(out))
+    assert fails_cleanly(result) and "holds no stories to filter" in text and str(source) in text, result.output
+    assert not out.exists()
+
+
+def mixed_encoding_stories(path, valid: int = 30):
+    """``valid`` UTF-8 stories (more than one read buffer, so the run is under way when it fails), then
+    one written as Latin-1, whose ö (column 24) is byte 0xf6, on line ``2 * valid + 1``."""
+    stories = "".join(f"{FI.replace('Aino', f'Aino{i}')}\n<|endoftext|>\n" for i in range(valid)).encode("utf-8")
+    path.write_bytes(stories + f"{FI}\n<|endoftext|>\n".encode("latin-1"))
+    return path
+
+
+def test_an_input_that_is_not_utf8_names_the_file_and_line_and_leaves_nothing_behind(rows_file, tmp_path):
+    source = mixed_encoding_stories(tmp_path / "en_latin1.txt")
+    assert source.stat().st_size > 8192
+    out = tmp_path / "fo4"
+    result, text = filter_cli(str(source), "--lang", "fi", "--out", str(out))
+    assert fails_cleanly(result) and f"{source}:61: not UTF-8 text (byte 0xf6 at column 24)" in text, result.output
+    assert not out.exists()
+    # Into an earlier output: that output stays as it was, with no temporary files beside it.
+    assert filter_cli(str(rows_file), "--lang", "fi", "--out", str(out))[0].exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result, text = filter_cli(str(source), "--lang", "fi", "--out", str(out))
+    assert fails_cleanly(result) and "en_latin1.txt:61" in text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_jsonl_that_is_not_utf8_names_its_line(tmp_path):
+    source = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"id": f"s{i}", "text": FI}, ensure_ascii=False) for i in range(3)]
+    lines.append(json.dumps({"id": "s3", "text": FI.replace("Aino", "François")}, ensure_ascii=False))
+    source.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    result, text = filter_cli(str(source), "--lang", "fi", "--out", str(tmp_path / "out"))
+    assert fails_cleanly(result) and f"{source}:1: not UTF-8 text" in text, result.output
+
+
+def test_an_interrupted_run_leaves_the_earlier_output_whole(rows_file, tmp_path, monkeypatch):
+    import tinylang.filters.run as run
+
+    out = tmp_path / "clean"
+    assert filter_cli(str(rows_file), "--lang", "fi", "--out", str(out))[0].exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "write_split_parquets", stop)
+    result, text = filter_cli(str(rows_file), "--lang", "fi", "--out", str(out))
+    assert result.exit_code == 130 and "nothing in" in text and "was replaced" in text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

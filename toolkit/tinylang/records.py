@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .sources import not_utf8_message
+
 
 class StoryRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -44,8 +46,11 @@ def record_line(record: StoryRecord) -> str:
 
 def read_jsonl(path: Path) -> Iterator[StoryRecord]:
     """Read records; a torn last line (the process was killed mid-write) is skipped, not fatal."""
-    with Path(path).open(encoding="utf-8") as handle:
-        lines = handle.readlines()
+    try:
+        with Path(path).open(encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except UnicodeDecodeError:
+        raise ValueError(not_utf8_message(Path(path))) from None
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -129,10 +134,57 @@ def write_parquet(path: Path, records: Iterable[StoryRecord], batch_rows: int = 
     return sink.close()
 
 
+SPLIT_FILES = ("train.parquet", "validation.parquet")
+
+
+class StagedFiles:
+    """Files that must change together (the splits, rejected.jsonl, ...), written under temporary
+    names (``NAME.tmp`` beside ``NAME``) and renamed into place by ``commit`` once all are complete.
+    An interruption before then leaves the earlier files whole, never a half-written split next to
+    the old stats; the temporaries are removed on leaving the ``with`` block, and leftovers of a run
+    killed outright are removed on entering it.
+
+        with StagedFiles(out, ("train.parquet", "validation.parquet")) as staged:
+            write_parquet(staged.path("train.parquet"), records)
+            ...
+            staged.commit()
+    """
+
+    SUFFIX = ".tmp"
+
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
+        self.directory = Path(directory)
+        self.names = tuple(names)
+
+    def path(self, name: str) -> Path:
+        """Where ``name`` is written until ``commit``."""
+        return self.directory / f"{name}{self.SUFFIX}"
+
+    def commit(self) -> None:
+        """Rename every file into place (each one written; one never written is an error)."""
+        for name in self.names:
+            self.path(name).replace(self.directory / name)
+
+    def discard(self) -> None:
+        for name in self.names:
+            self.path(name).unlink(missing_ok=True)
+
+    def __enter__(self) -> "StagedFiles":
+        self.discard()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
 def write_split_parquets(directory: Path, records: Iterable[StoryRecord], validation: set[str],
-                         batch_rows: int = 10_000) -> dict[str, int]:
-    """``train.parquet`` and ``validation.parquet`` in one pass over ``records``; returns row counts."""
-    sinks = {name: _ParquetSink(Path(directory) / f"{name}.parquet", batch_rows) for name in ("train", "validation")}
+                         batch_rows: int = 10_000, staged: StagedFiles | None = None) -> dict[str, int]:
+    """``train.parquet`` and ``validation.parquet`` in one pass over ``records`` (under ``staged``'s
+    temporary names when given, for the caller to commit); returns row counts."""
+    def target(name: str) -> Path:
+        return staged.path(f"{name}.parquet") if staged else Path(directory) / f"{name}.parquet"
+
+    sinks = {name: _ParquetSink(target(name), batch_rows) for name in ("train", "validation")}
     for record in records:
         sinks["validation" if record.id in validation else "train"].add(record)
     return {name: sink.close() for name, sink in sinks.items()}

@@ -256,11 +256,25 @@ def _folder_layout(path: Path) -> FolderLayout | None:
 # --- reading rows ----------------------------------------------------------------------------------------------
 
 
+def not_utf8_message(path: Path) -> str:
+    """One line naming the first line of ``path`` that is not UTF-8 and its first bad byte: a file in
+    another encoding (Latin-1, Windows-1252) fails somewhere in the middle, and a bare "'utf-8' codec
+    can't decode byte 0xe9 in position 834" names neither the file nor where in it."""
+    with Path(path).open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return (f"{path}:{number}: not UTF-8 text (byte 0x{line[error.start]:02x} at column {error.start + 1}); "
+                        "stories are read as UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8")
+    return f"{path}: not UTF-8 text; stories are read as UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8"
+
+
 def _read_txt(path: Path) -> Iterator[str]:
     """TinyStories release format: stories separated by <|endoftext|>, on its own line or inside one."""
     parts: list[str] = []
     with path.open(encoding="utf-8") as handle:
-        for line in handle:
+        for line in _utf8_lines(handle, path):
             *ended, rest = line.split(STORY_SEPARATOR)
             for piece in ended:
                 story = ("".join(parts) + piece).strip()
@@ -271,6 +285,14 @@ def _read_txt(path: Path) -> Iterator[str]:
     story = "".join(parts).strip()
     if story:
         yield story
+
+
+def _utf8_lines(handle, path: Path) -> Iterator[str]:
+    """The lines of a file opened as UTF-8; one that is not UTF-8 is a SourceError naming the line."""
+    try:
+        yield from handle
+    except UnicodeDecodeError:
+        raise SourceError(not_utf8_message(path)) from None
 
 
 _JSON_KINDS = {str: "a string", int: "a number", float: "a number", bool: "true/false", list: "an array",
@@ -292,7 +314,7 @@ def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[s
         return
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
+            for number, line in enumerate(_utf8_lines(handle, path), 1):
                 if line.strip():
                     try:
                         row = json.loads(line)

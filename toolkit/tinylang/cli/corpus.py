@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -69,7 +68,7 @@ def langpack_check(
 @app.command("build-corpus")
 def build_corpus_command(
     lang: str = typer.Option(..., "--lang", "-l", help="Language pack code (fi, en, sv) or pack folder."),
-    n: int = typer.Option(1000, "--n", min=1, help="Number of stories the corpus should hold."),
+    n: int = typer.Option(1000, "--n", min=1, help="Number of stories the corpus should hold (at most 10,000,000)."),
     mode: str = typer.Option("generate", "--mode", help="generate (TinyStories prompts) or translate."),
     source: Optional[str] = typer.Option(None, "--source", help="translate: HF dataset name, or local .txt/.jsonl/.parquet."),
     source_split: str = typer.Option("train", "--source-split", help="translate: split of the source to read."),
@@ -183,7 +182,8 @@ def filter_command(
 
     try:
         pack = load_pack(lang)
-    except PackError as error:
+        pipeline = FilterPipeline(pack)  # a lemmatiser the pack cannot have fails here, in one line
+    except (PackError, ValueError, ImportError) as error:
         fail(str(error))
     if explain is not None:
         from rich.table import Table
@@ -192,7 +192,7 @@ def filter_command(
         for column in ("filter", "verdict", "score", "detail"):
             table.add_column(column)
         failed = False
-        for name, verdict in FilterPipeline(pack).explain(explain):
+        for name, verdict in pipeline.explain(explain):
             score = "" if verdict.score is None else f"{verdict.score:.3f}"
             shown = "[green]keep[/]" if verdict.keep else f"[red]drop: {verdict.reason}[/]"
             table.add_row(name, shown, score, verdict.detail)
@@ -207,9 +207,8 @@ def filter_command(
     except (SourceError, ValueError) as error:
         fail(str(error))
     except KeyboardInterrupt:
-        fail("interrupted; the output folder is incomplete, run the command again", 130)
-    (out / "stats.json").write_text(json.dumps(stats.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    console.print(stats_table(stats, FilterPipeline(pack).names), highlight=False)
+        fail(f"interrupted; nothing in {out} was replaced, run the command again", 130)
+    console.print(stats_table(stats, pipeline.names), highlight=False)
     console.print(f"Kept {stats.kept:,} of {stats.seen:,} stories -> {out} (rejected: {out / 'rejected.jsonl'})")
 
 

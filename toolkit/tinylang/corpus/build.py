@@ -5,9 +5,10 @@
 
 The folder it fills (default ``data/<lang>-<mode>``): ``raw/shard-*.jsonl`` (append-only, written as
 results arrive), ``failures.jsonl``, ``llm-cache.sqlite``, ``train.parquet``, ``validation.parquet``,
-``stats.json`` and ``card.md``. Running the same command again resumes: finished stories are kept,
-failed ones are asked again (``failures.jsonl`` then holds only the stories still missing), and
-cached answers are not paid for twice. It writes only into a new, empty or earlier build-corpus
+``rejected.jsonl`` (filtered builds), ``stats.json`` and ``card.md``; the splits and rejected.jsonl
+are replaced together (``write_corpus_splits``). Running the same command again resumes: finished
+stories are kept, failed ones are asked again (``failures.jsonl`` then holds only the stories still
+missing), and cached answers are not paid for twice. It writes only into a new, empty or earlier build-corpus
 folder, and a rerun must plan the same stories (``corpus/folder.py``).
 """
 
@@ -19,6 +20,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -26,12 +28,12 @@ from rich.console import Console
 
 from ..langpack import LanguagePack, PackError, load_pack
 from ..llm import PRICES_PER_MTOK, LLMClient, LLMFatalError, LLMRequestFailed, LLMSettings, estimate_tokens
-from ..records import StoryRecord
-from .card import write_card, write_stats
+from ..records import SPLIT_FILES, StagedFiles, StoryRecord
+from .card import forget_splits_fingerprint, write_card, write_stats
 from .folder import current_plan, folder_problem, plan_conflict, read_stats, stored_plan
 from .plan import StoryRequest, grammar_words, pack_words, plan_generation, plan_translation, with_instruct
 from .progress import BuildProgress
-from .store import CorpusStore, is_build_folder, read_failures
+from .store import CorpusStore, is_build_folder, read_failures, split_key
 
 
 class BuildError(RuntimeError):
@@ -87,7 +89,23 @@ _NUMERIC_LIMITS = (
 )
 
 
+# The most stories one build may plan. TinyStories has 2.1M; the plan of 10M requests already takes
+# gigabytes of memory, and a mistyped --n 100000000000 would never finish planning.
+MAX_STORIES = 10_000_000
+
+# Options that only translation reads, with their flags and defaults: set in generate mode they would
+# be silently ignored (a paid generation run instead of the translation that was meant).
+_TRANSLATE_OPTIONS = (("source", "--source", None), ("source_split", "--source-split", "train"),
+                      ("text_column", "--text-column", "text"), ("source_lang", "--source-lang", "en"))
+
+
 def option_problem(options: BuildOptions) -> str | None:
+    """Why ``options`` cannot make the build they describe, as one line; None when they can: numbers
+    no build can use, or options that would be ignored."""
+    return number_problem(options) or combination_problem(options)
+
+
+def number_problem(options: BuildOptions) -> str | None:
     """Why the numbers of ``options`` cannot make a build (a timeout of -5 s fails every request after
     paying for the attempt; zero attempts asks nothing), as one line; None when they can."""
     for name, flag, smallest, inclusive in _NUMERIC_LIMITS:
@@ -101,6 +119,33 @@ def option_problem(options: BuildOptions) -> str | None:
         return f"top_p must be at most 1, not {options.top_p:g}"
     if options.validation_fraction >= 1:
         return f"validation_fraction must be less than 1, not {options.validation_fraction:g}"
+    if options.n > MAX_STORIES:
+        return (f"--n must be at most {MAX_STORIES:,} (TinyStories has 2.1M stories), not {options.n:,}: "
+                "build a larger corpus in several folders")
+    return None
+
+
+def combination_problem(options: BuildOptions) -> str | None:
+    """Options that this build would ignore, as one line (None when there are none): a build must not
+    quietly do something else than what its command line says, least of all a paid one."""
+    if options.mode != "translate":
+        for name, flag, default in _TRANSLATE_OPTIONS:
+            value = getattr(options, name)
+            if value != default:
+                return (f"{flag} is for --mode translate, and this build generates stories (--mode {options.mode}): "
+                        f"add --mode translate to translate, or leave out {flag}")
+    elif options.format == "instruct":
+        return ("--format instruct needs --mode generate: the Instruct rendering lists the words and features a story "
+                "was asked for, and a translation has none; leave out --format instruct")
+    if options.backend == "grammar":
+        ignored = [flag for flag, value in (("--model", options.model), ("--base-url", options.base_url),
+                                            ("--batch-api", options.batch_api)) if value]
+        if ignored:
+            return (f"--backend grammar writes stories offline and would ignore {' and '.join(ignored)}: leave "
+                    f"{'it' if len(ignored) == 1 else 'them'} out, or use --backend llm")
+    elif options.batch_api and resolve_backend(options) == "grammar":
+        return ("--batch-api needs an LLM, and none is configured (this build would use the offline story grammar): "
+                "pass --model with OPENAI_API_KEY set, or --base-url")
     return None
 
 
@@ -167,7 +212,7 @@ def plan(pack: LanguagePack, options: BuildOptions, backend: str) -> list[StoryR
     if options.mode == "translate":
         if not options.source:
             raise BuildError("--mode translate needs --source (a Hugging Face dataset name or a local file)")
-        return list(plan_translation(options.source, options.n, options.source_split, options.text_column))
+        return plan_translation(options.source, options.n, options.source_split, options.text_column)
     words = grammar_words(pack) if backend == "grammar" else pack_words(pack)
     return plan_generation(pack, options.n, options.seed, words)
 
@@ -294,12 +339,13 @@ def choose_backend(pack: LanguagePack, options: BuildOptions, console: Console) 
 
 def reconcile_plan(pack: LanguagePack, options: BuildOptions, out: Path, planned: int, console: Console) -> BuildOptions:
     """Refuse a build that would plan other or fewer stories than ``out`` holds; an instruct folder
-    stays instruct, and a plain one becomes instruct on request."""
+    stays instruct, and a plain one becomes instruct on request. (A translation has no Instruct
+    rendering: a translated folder that an older version recorded as instruct is written plain.)"""
     stored = stored_plan(out)
     problem = plan_conflict(out, stored, current_plan(pack.code, options, planned))
     if problem:
         raise BuildError(problem)
-    if stored.get("format") == "instruct" and options.format == "plain":
+    if stored.get("format") == "instruct" and options.format == "plain" and options.mode == "generate":
         console.print(f"{out} is an instruct corpus (built with --format instruct): keeping the instruct column.")
         return replace(options, format="instruct")
     if stored.get("format") == "plain" and options.format == "instruct":
@@ -343,6 +389,7 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
                          f"{backend}: choose another --out (or delete {out}) rather than mix them")
     done = set(written)
     pending = [r for r in requests if r.id not in done]
+    remove_leftovers(out)
     if store.repaired_bytes:
         console.print(f"Cut {store.repaired_bytes} bytes of a record torn by an earlier interruption.")
     if done:
@@ -374,18 +421,11 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
     planned = [r.id for r in requests]
     fingerprint = splits_fingerprint(pack, options, store, len(planned))
     previous = read_stats(out)
-    if previous.get("splits_fingerprint") == fingerprint and all((out / f"{s}.parquet").is_file() for s in ("train", "validation")):
+    if previous.get("splits_fingerprint") == fingerprint and all((out / name).is_file() for name in SPLIT_FILES):
         # Nothing changed (stories, pack, thresholds): keep the splits as they are, so caches built on them stay valid.
         filter_stats, split_counts = previous.get("filter"), previous["splits"]
-    elif options.filter:
-        from ..filters.run import filter_records
-
-        filter_stats = filter_records(pack, split_records(pack, options, store, planned), out, len(planned),
-                                      options.filter_workers, options.validation_fraction, console).as_dict()
-        split_counts = {split: _parquet_rows(out / f"{split}.parquet") for split in ("train", "validation")}
     else:
-        filter_stats = None
-        split_counts = store.write_splits(split_records(pack, options, store, planned), planned, options.validation_fraction)
+        filter_stats, split_counts = write_corpus_splits(pack, options, store, planned, console)
     run = {"backend": backend, "written": len(pending) - failures, "failed": failures, "seconds": round(seconds, 2),
            "stories_per_s": round((len(pending) - failures) / seconds, 1) if seconds > 0 else None}
     if client:
@@ -404,6 +444,46 @@ def llm_client(options: BuildOptions, settings: LLMSettings, out: Path) -> LLMCl
     return LLMClient(settings, cache, known_rejections=rejected_before)
 
 
+def write_corpus_splits(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: list[str],
+                        console: Console) -> tuple[dict | None, dict[str, int]]:
+    """Filter stats (None without filtering) and split counts of freshly written splits. The splits and
+    rejected.jsonl are written under temporary names and replaced together, after the stored
+    fingerprint is dropped (``forget_splits_fingerprint``), so a build stopped at any moment leaves
+    either the old files, consistent with the old stats.json, or a folder the next build filters again."""
+    out = store.directory
+    records = split_records(pack, options, store, planned)
+    if options.filter:
+        from ..filters.run import filter_records
+
+        stats = filter_records(pack, records, out, len(planned), options.filter_workers, options.validation_fraction,
+                               console, before_commit=lambda: forget_splits_fingerprint(out))
+        return stats.as_dict(), {split: _parquet_rows(out / f"{split}.parquet") for split in ("train", "validation")}
+    key = partial(split_key, lang=pack.code, mode=options.mode)
+    with StagedFiles(out, SPLIT_FILES) as staged:
+        split_counts = store.write_splits(records, planned, options.validation_fraction, key, staged)
+        forget_splits_fingerprint(out)
+        staged.commit()
+    _remove_stale_rejections(out, console)
+    return None, split_counts
+
+
+def remove_leftovers(out: Path) -> None:
+    """The temporary files of a run killed outright (SIGKILL, a power cut), which no ``finally`` could
+    remove: a rerun that keeps the splits must not leave them lying beside them."""
+    StagedFiles(out, (*SPLIT_FILES, "rejected.jsonl", "stats.json")).discard()
+    (out / "kept.jsonl.tmp").unlink(missing_ok=True)  # filters.run.SCRATCH_NAME (not imported: it loads the filters)
+
+
+def _remove_stale_rejections(out: Path, console: Console) -> None:
+    """Unfiltered splits hold every story, so an earlier filtered build's rejected.jsonl would list
+    stories that are now in them; the raw shards keep every story, so nothing is lost."""
+    rejected = out / "rejected.jsonl"
+    if rejected.exists():
+        rejected.unlink()
+        console.print(f"Splits written without filtering (--no-filter): removed {rejected} of an earlier filtered "
+                      "build, whose stories are now in the splits.")
+
+
 def split_records(pack: LanguagePack, options: BuildOptions, store: CorpusStore, planned: list[str]):
     """The planned stories as they go into the splits: with the instruct column in an instruct corpus."""
     records = store.final_records(planned)
@@ -415,7 +495,10 @@ def splits_fingerprint(pack: LanguagePack, options: BuildOptions, store: CorpusS
     off, the instruct column, and every pack file the filters read (pack.yaml thresholds, vocabulary,
     word lists)."""
     instruct = ":instruct" if options.format == "instruct" else ""  # plain corpora keep their old fingerprint
-    digest = hashlib.sha256(f"{planned}:{options.validation_fraction}:{options.filter}{instruct}".encode())
+    # Translations are split by their id and language (split_key); translated folders split before that
+    # by the bare source id get new splits once. Generated corpora keep their fingerprint and splits.
+    translated = ":split-by-lang" if options.mode == "translate" else ""
+    digest = hashlib.sha256(f"{planned}:{options.validation_fraction}:{options.filter}{instruct}{translated}".encode())
     for shard in store.shards():
         digest.update(f"{shard.name}:{shard.stat().st_size}".encode())
     for name in ("pack.yaml", "vocabulary.tsv", "function-words.txt", "names.txt"):

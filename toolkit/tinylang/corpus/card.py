@@ -53,8 +53,28 @@ def write_stats(out: Path, pack: LanguagePack, options, requests, split_counts: 
         "plan": plan,
         "last_run": run,
     }
-    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    _write_stats_file(out, stats)
     return stats
+
+
+def forget_splits_fingerprint(out: Path) -> None:
+    """Drop the stored ``splits_fingerprint`` before the splits and rejected.jsonl are replaced: the
+    next build trusts the splits only while the fingerprint matches, so a build stopped while the new
+    files are being renamed into place (some new, some old) is filtered again instead of trusted."""
+    path = out / "stats.json"
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(stats, dict) and stats.get("splits_fingerprint") is not None:
+        _write_stats_file(out, stats | {"splits_fingerprint": None})
+
+
+def _write_stats_file(out: Path, stats: dict) -> None:
+    """Written whole or not at all (a temporary file renamed over it): the plan in it guards reruns."""
+    temporary = out / "stats.json.tmp"
+    temporary.write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    temporary.replace(out / "stats.json")
 
 
 def write_card(out: Path, pack: LanguagePack, options, stats: dict) -> None:

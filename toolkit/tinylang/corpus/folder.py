@@ -1,7 +1,8 @@
 """Whose folder is this? ``build-corpus`` writes only into folders that are new, empty or its own,
 and a later build of its own folder must plan the same stories (or more of them).
 
-A folder is build-corpus's own when it has ``raw/``. Its plan (language, mode, seed or source, number
+A folder is build-corpus's own when its ``raw/`` holds build-corpus's mark or shards
+(``store.is_build_folder``; a ``raw/`` of someone's scraped pages is not enough). Its plan (language, mode, seed or source, number
 of stories, format) is stored in ``stats.json``, so a rerun with another ``--seed`` or a smaller
 ``--n`` is refused with a message naming the option and the folder's value, instead of quietly
 swapping or shrinking the splits. The functions return the problem as one line (or None); the
@@ -26,7 +27,7 @@ PLAN_FLAGS = {"lang": "--lang", "mode": "--mode", "seed": "--seed", "source": "-
 
 
 def folder_problem(out: Path) -> str | None:
-    """Why build-corpus must not write into ``out`` (its own folders hold ``raw/``)."""
+    """Why build-corpus must not write into ``out`` (its own folders hold its mark or shards in ``raw/``)."""
     return output_folder_problem(out, "build-corpus", is_build_folder)
 
 

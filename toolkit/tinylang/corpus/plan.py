@@ -9,13 +9,12 @@ a resumed or extended build asks for exactly the stories it still lacks.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import islice
 
 from ..langpack import FEATURES, LanguagePack
 from ..records import StoryRecord
-from ..sources import iter_source_stories
+from ..sources import SourceError, iter_source_rows
 
 MAX_FEATURES = 3
 
@@ -58,10 +57,34 @@ def plan_generation(pack: LanguagePack, n: int, seed: int, words: dict[str, list
     return [sample_request(i, pack.code, seed, words) for i in range(n)]
 
 
-def plan_translation(source: str, n: int, split: str = "train", text_column: str = "text") -> Iterator[StoryRequest]:
-    """The first ``n`` stories of the source; each keeps the source's id."""
-    for source_id, text in islice(iter_source_stories(source, split, text_column), n):
-        yield StoryRequest(id=source_id, source_id=source_id, source_text=text)
+def plan_translation(source: str, n: int, split: str = "train", text_column: str = "text") -> list[StoryRequest]:
+    """The first ``n`` stories of the source; each keeps the source's id. A source whose ids repeat
+    among them is refused (SourceError), naming the ids and their rows: each translation is stored
+    under its id, so a repeated id would be paid for twice and one of its translations lost."""
+    requests: list[StoryRequest] = []
+    rows_of: dict[str, list[int]] = defaultdict(list)
+    for row, (source_id, text) in enumerate(iter_source_rows(source, split, text_column), 1):
+        if not text or not text.strip():  # no story in this row: nothing to translate
+            continue
+        rows_of[source_id].append(row)
+        requests.append(StoryRequest(id=source_id, source_id=source_id, source_text=text.strip()))
+        if len(requests) >= n:
+            break
+    repeated = {story_id: rows for story_id, rows in rows_of.items() if len(rows) > 1}
+    if repeated:
+        raise SourceError(repeated_ids_message(source, split, repeated))
+    return requests
+
+
+def repeated_ids_message(source: str, split: str, repeated: dict[str, list[int]], shown: int = 5) -> str:
+    """One line naming the repeated ids and their rows (counted from 1 among the rows of the split read)."""
+    listed = "; ".join(f"{story_id!r} in rows {', '.join(map(str, rows))}"
+                       for story_id, rows in list(repeated.items())[:shown])
+    more = f"; and {len(repeated) - shown:,} more" if len(repeated) > shown else ""
+    count = f"{len(repeated):,} ids appear" if len(repeated) > 1 else "1 id appears"
+    return (f"{source} ({split}): {count} more than once among the stories to translate ({listed}{more}); a "
+            "translation is stored under its source's id, so every repeat would be paid for and then lost: make the "
+            "ids unique, or drop the id column to number the rows")
 
 
 def with_instruct(pack: LanguagePack, record: StoryRecord) -> StoryRecord:

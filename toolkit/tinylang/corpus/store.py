@@ -10,26 +10,45 @@ every finished story is on disk, so a rerun asks only for what is missing.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from ..records import StoryRecord, read_jsonl, record_line, repair_torn_tail, write_split_parquets
+from ..records import StagedFiles, StoryRecord, read_jsonl, record_line, repair_torn_tail, write_split_parquets
 from ..sources import in_validation
 
 SHARD_RECORDS = 50_000
+# Written into raw/ when a build starts, so a first build stopped before its first story (a wrong key)
+# is still recognised as build-corpus's own folder.
+BUILD_MARK = ".build-corpus"
+_SHARD_NAME = re.compile(r"shard-\d{5,}\.jsonl")
 
 
 def is_build_folder(folder: Path) -> bool:
-    """A folder build-corpus writes into: it has raw/ (the mark every other command checks for)."""
-    return (Path(folder) / "raw").is_dir()
+    """A folder build-corpus made (the mark every other command checks for): raw/ holding its mark or
+    its shards (folders built before the mark), or a stats.json with a build plan. A raw/ folder alone
+    is not enough: a user's folder of scraped pages in raw/ must not be overwritten as a corpus."""
+    raw = Path(folder) / "raw"
+    if not raw.is_dir():
+        return False
+    return (raw / BUILD_MARK).is_file() or bool(raw_shards(folder)) or _has_build_plan(Path(folder))
+
+
+def _has_build_plan(folder: Path) -> bool:
+    try:
+        stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(stats, dict) and isinstance(stats.get("plan"), dict)
 
 
 def raw_shards(folder: Path) -> list[Path]:
     """The raw shards of a build-corpus folder in write order; none for any other folder."""
-    return sorted((Path(folder) / "raw").glob("shard-*.jsonl"))
+    return sorted(p for p in (Path(folder) / "raw").glob("shard-*.jsonl") if _SHARD_NAME.fullmatch(p.name))
 
 
 def failures_path(folder: Path) -> Path:
@@ -57,6 +76,7 @@ class CorpusStore:
         self.directory = Path(directory)
         self.raw = self.directory / "raw"
         self.raw.mkdir(parents=True, exist_ok=True)
+        (self.raw / BUILD_MARK).touch()
         self.shard_records = shard_records
         self.repaired_bytes = sum(repair_torn_tail(p) for p in self.shards())
         self._handle = None
@@ -136,17 +156,34 @@ class CorpusStore:
                     seen.add(record.id)
                     yield record
 
-    def write_splits(self, records: Iterable[StoryRecord], wanted: list[str], validation_fraction: float) -> dict[str, int]:
+    def write_splits(self, records: Iterable[StoryRecord], wanted: list[str], validation_fraction: float,
+                     key: Callable[[str], str] | None = None, staged: StagedFiles | None = None) -> dict[str, int]:
         """train.parquet and validation.parquet of ``records`` (the wanted stories, e.g. from
-        ``final_records``), in one pass; which are held out is decided by the wanted ids alone."""
-        validation = validation_ids(wanted, validation_fraction)
-        return write_split_parquets(self.directory, records, validation)
+        ``final_records``), in one pass (under ``staged``'s temporary names when given); which are held
+        out is decided by the wanted ids alone (through ``key``, see ``split_key``)."""
+        validation = validation_ids(wanted, validation_fraction, key)
+        return write_split_parquets(self.directory, records, validation, staged=staged)
 
 
-def validation_ids(ids: list[str], fraction: float) -> set[str]:
-    """Which stories are held out: decided by the id alone, and a corpus of two or more stories always
-    gets at least one validation story."""
-    validation = {i for i in ids if in_validation(i, fraction)}
-    if not validation and len(ids) > 1:
-        validation = {min(ids, key=lambda i: zlib.crc32(i.encode()))}
+def split_key(story_id: str, lang: str, mode: str) -> str:
+    """What a story's split is decided by: its id. A translation keeps its source story's id, and
+    hashing that alone would put every translation into its source story's split (a corpus translated
+    from a tinylang train split would get no validation stories), so a translation's id is hashed
+    together with its language into a key of its own."""
+    if mode != "translate":
+        return story_id
+    return hashlib.sha256(f"{lang}:{story_id}".encode()).hexdigest()
+
+
+def record_split_key(record: StoryRecord) -> str:
+    return split_key(record.id, record.lang, record.mode)
+
+
+def validation_ids(ids: Iterable[str], fraction: float, key: Callable[[str], str] | None = None) -> set[str]:
+    """Which stories are held out: decided by the id alone (or by ``key(id)``), and a corpus of two or
+    more stories always gets at least one validation story."""
+    keys = {i: key(i) if key else i for i in ids}
+    validation = {i for i, k in keys.items() if in_validation(k, fraction)}
+    if not validation and len(keys) > 1:
+        validation = {min(keys, key=lambda i: zlib.crc32(keys[i].encode()))}
     return validation

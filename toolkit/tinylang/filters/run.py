@@ -4,14 +4,17 @@
 
 Writes ``train.parquet`` / ``validation.parquet`` (kept stories, split by id), ``rejected.jsonl``
 (every dropped story with its filter, reason and detail) and ``stats.json``. Every input row ends up
-kept or rejected, empty ones included (rejected by ``normalise`` as empty). The output folder must
-be new, empty or an earlier ``tinylang filter`` output: anything else would be overwritten.
+kept or rejected, empty ones included (rejected by ``normalise`` as empty); an input without a single
+row is an error. The output folder must be new, empty or an earlier ``tinylang filter`` output:
+anything else would be overwritten. The outputs are written under temporary names and renamed into
+place together at the end, so a run stopped early (Ctrl-C, a file that is not UTF-8) leaves the
+earlier output as it was and no temporary files.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -21,19 +24,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..corpus.folder import stored_plan
 from ..corpus.plan import with_instruct
-from ..corpus.store import is_build_folder, raw_shards, validation_ids
+from ..corpus.store import is_build_folder, raw_shards, record_split_key, validation_ids
 from ..langpack import LanguagePack, load_pack
 from ..outputs import output_folder_problem
-from ..records import StoryRecord, read_jsonl, record_line, write_split_parquets
+from ..records import SPLIT_FILES, StagedFiles, StoryRecord, read_jsonl, record_line, write_split_parquets
 from ..sources import SPLITS, SourceError, StorySource, open_source, split_rows
 from .pipeline import FilterPipeline, FilterStats, Rejection
 
 INPUT_SUFFIXES = (".jsonl", ".parquet", ".txt")
 SCRATCH_NAME = "kept.jsonl.tmp"
+REJECTED_NAME = "rejected.jsonl"
+FILTER_OUTPUTS = (*SPLIT_FILES, REJECTED_NAME)  # replaced together by every run
+COMMAND_OUTPUTS = (*FILTER_OUTPUTS, "stats.json")  # tinylang filter's, stats.json included
 
 
 class FilterOutputError(ValueError):
     """An --out that the filter must not write into (a file, or a folder of other data)."""
+
+
+class FilterInputError(SourceError):
+    """An input that holds no stories at all: "kept 0 of 0" would hide a wrong path or an empty file."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ def count_input(location: Path) -> int | None:
         return None
     total = 0
     for path in files:
-        with path.open(encoding="utf-8") as handle:
+        with path.open("rb") as handle:  # counted as bytes: a file that is not UTF-8 fails later, naming its line
             total += sum(1 for line in handle if line.strip())
     return total
 
@@ -129,45 +139,102 @@ def output_problem(out: Path, input_location: Path | None = None) -> str | None:
 
 def run_pipeline(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
                  validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
-    """``tinylang filter``: check ``out`` (see ``output_problem``), then ``filter_records`` into it."""
-    problem = output_problem(out, records.location if isinstance(records, StoryInput) else None)
+    """``tinylang filter``: check ``out`` (see ``output_problem``) and that the input holds stories, then
+    filter into ``out`` with ``stats.json`` replaced together with the other outputs. A run that fails
+    leaves no temporary files, and no ``out`` folder when it made it."""
+    location = records.location if isinstance(records, StoryInput) else None
+    problem = output_problem(out, location)
     if problem:
         raise FilterOutputError(problem)
-    return filter_records(pack, records, out, total, workers, validation_fraction, console)
+    records = _with_first_story(records, location)
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # innermost first
+    try:
+        _make_output_folder(out)
+        with StagedFiles(out, COMMAND_OUTPUTS) as staged:
+            stats = stage_filtered(pack, records, staged, total, workers, validation_fraction, console)
+            staged.path("stats.json").write_text(json.dumps(stats.as_dict(), indent=2, ensure_ascii=False) + "\n",
+                                                 encoding="utf-8")
+            staged.commit()
+    except BaseException:
+        _remove_empty_folders(made)
+        raise
+    return stats
 
 
 def filter_records(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
-                   validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
-    """Filter ``records`` into ``out``: kept stories streamed to a scratch JSONL, then split to parquet."""
+                   validation_fraction: float = 0.05, console: Console | None = None,
+                   before_commit: Callable[[], None] | None = None) -> FilterStats:
+    """Filter ``records`` into ``out``: the splits and rejected.jsonl are staged under temporary names,
+    then ``before_commit`` runs (build-corpus drops its stored fingerprint there) and they are renamed
+    into place together; until then the earlier files stay as they were."""
+    _make_output_folder(out)
+    with StagedFiles(out, FILTER_OUTPUTS) as staged:
+        stats = stage_filtered(pack, records, staged, total, workers, validation_fraction, console)
+        if before_commit:
+            before_commit()
+        staged.commit()
+    return stats
+
+
+def stage_filtered(pack: LanguagePack, records: Iterable[StoryRecord], staged: StagedFiles, total: int | None,
+                   workers: int = 1, validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
+    """Run the pipeline over ``records`` into ``staged``'s temporary files: kept stories streamed to a
+    scratch JSONL (removed whatever happens), then split to parquet; the caller commits."""
+    scratch = staged.directory / SCRATCH_NAME
+    pipeline = FilterPipeline(pack)
+    progress = Progress(TextColumn("[bold]filter"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[kept]}"),
+                        TimeRemainingColumn(), console=console or Console(stderr=True))
+    try:
+        with progress, scratch.open("w", encoding="utf-8") as kept_file, \
+                staged.path(REJECTED_NAME).open("w", encoding="utf-8") as rejected_file:
+            task = progress.add_task("filter", total=total, kept="")
+            counts = {"kept": 0, "seen": 0}
+
+            def on_kept(record: StoryRecord) -> None:
+                kept_file.write(record_line(record))
+                counts["kept"] += 1
+
+            def on_rejected(rejection: Rejection) -> None:
+                rejected_file.write(json.dumps(rejection.as_dict(), ensure_ascii=False) + "\n")
+
+            def on_progress(n: int) -> None:
+                counts["seen"] += n
+                progress.update(task, advance=n, kept=f"{counts['kept']:,} kept ({counts['kept'] / counts['seen']:.1%})")
+
+            stats = pipeline.run(records, on_kept, on_rejected, workers=workers, on_progress=on_progress)
+        keys = {r.id: record_split_key(r) for r in read_jsonl(scratch)}
+        validation = validation_ids(keys, validation_fraction, keys.__getitem__)
+        write_split_parquets(staged.directory, read_jsonl(scratch), validation, staged=staged)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return stats
+
+
+def _make_output_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise FilterOutputError(f"cannot write to {out}: {error.strerror or error}") from None
-    scratch = out / SCRATCH_NAME
-    pipeline = FilterPipeline(pack)
-    progress = Progress(TextColumn("[bold]filter"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[kept]}"),
-                        TimeRemainingColumn(), console=console or Console(stderr=True))
-    with progress, scratch.open("w", encoding="utf-8") as kept_file, \
-            (out / "rejected.jsonl").open("w", encoding="utf-8") as rejected_file:
-        task = progress.add_task("filter", total=total, kept="")
-        counts = {"kept": 0, "seen": 0}
 
-        def on_kept(record: StoryRecord) -> None:
-            kept_file.write(record_line(record))
-            counts["kept"] += 1
 
-        def on_rejected(rejection: Rejection) -> None:
-            rejected_file.write(json.dumps(rejection.as_dict(), ensure_ascii=False) + "\n")
+def _remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a failed run made, innermost first, as long as they are empty."""
+    for folder in folders:
+        if not folder.is_dir() or any(folder.iterdir()):
+            return
+        folder.rmdir()
 
-        def on_progress(n: int) -> None:
-            counts["seen"] += n
-            progress.update(task, advance=n, kept=f"{counts['kept']:,} kept ({counts['kept'] / counts['seen']:.1%})")
 
-        stats = pipeline.run(records, on_kept, on_rejected, workers=workers, on_progress=on_progress)
-    validation = validation_ids([r.id for r in read_jsonl(scratch)], validation_fraction)
-    write_split_parquets(out, read_jsonl(scratch), validation)
-    scratch.unlink()
-    return stats
+def _with_first_story(records: Iterable[StoryRecord], location: Path | None) -> Iterator[StoryRecord]:
+    """``records`` unchanged, once its first record is read: an input with none is a FilterInputError
+    here, before anything is written (a build-corpus folder with no story yet, an empty file)."""
+    iterator = iter(records)
+    first = next(iterator, None)
+    if first is None:
+        where = f"{location}" if location is not None else "the input"
+        raise FilterInputError(f"{where} holds no stories to filter: check the path (a build-corpus folder needs "
+                               "stories in raw/, a file at least one row)")
+    return chain([first], iterator)
 
 
 def stats_table(stats: FilterStats, filter_names: list[str]) -> str:
@@ -185,21 +252,24 @@ def stats_table(stats: FilterStats, filter_names: list[str]) -> str:
 
 def _holds_story_records(path: Path) -> bool:
     """A JSONL of StoryRecords (a raw shard, rejected.jsonl) rather than plain rows: its first row
-    validates as a record. Plain rows that happen to have ``lang`` or ``source`` fields do not."""
-    with path.open(encoding="utf-8") as handle:
+    validates as a record. Plain rows that happen to have ``lang`` or ``source`` fields do not, nor
+    does a first line that is not UTF-8 (read as rows, which names the line)."""
+    with path.open("rb") as handle:
         for line in handle:
             if line.strip():
                 try:
-                    StoryRecord.model_validate_json(line)
-                except ValueError:
+                    StoryRecord.model_validate_json(line.decode("utf-8"))
+                except ValueError:  # UnicodeDecodeError included
                     return False
                 return True
     return False
 
 
 def _is_filter_output(out: Path) -> bool:
-    """An earlier run's output: its stats.json (written after the run) or its scratch file (a run cut short)."""
-    if (out / SCRATCH_NAME).is_file():
+    """An earlier run's output: its stats.json (written with the other outputs) or its scratch or
+    temporary files (a run killed outright)."""
+    temporaries = [SCRATCH_NAME] + [StagedFiles(out, COMMAND_OUTPUTS).path(name).name for name in COMMAND_OUTPUTS]
+    if any((out / name).is_file() for name in temporaries):
         return True
     try:
         stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
