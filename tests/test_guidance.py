@@ -172,3 +172,22 @@ def test_decomposed_requests_and_text_are_read_as_composed():
     decomposed = WordGuide(["äiti"], strength=1.0, is_use=lambda word, wanted: unicodedata.normalize("NFC", word) == wanted)
     feed(decomposed, unicodedata.normalize("NFD", "äiti") + " ")  # combining marks are part of the word
     assert decomposed.used() == ["äiti"]
+
+
+def test_a_broken_byte_sequence_ends_a_word_and_does_not_crash():
+    guide = WordGuide(["talo"], strength=1.0, spread=1)
+    logits = torch.zeros(1, VOCAB_SIZE)
+    for byte in b"talo" + bytes([0xF0, 0x80, 0x80, 0x80]) + b"talo ":  # an overlong, invalid 4-byte sequence
+        guide(logits, torch.tensor([byte]))
+    assert guide.used() == ["talo"]
+
+
+def test_any_bytes_at_all_are_observed_without_error():
+    import random
+
+    rng = random.Random(0)
+    guide = WordGuide(["koira", "äiti"], strength=3.0, rows=4, spread=1)
+    logits = torch.zeros(4, VOCAB_SIZE)
+    for _ in range(3000):  # an untrained model samples any id, specials and stray UTF-8 bytes included
+        biased = guide(logits, torch.tensor([rng.randrange(VOCAB_SIZE) for _ in range(4)]))
+        assert biased.shape == logits.shape and torch.isfinite(biased).all()

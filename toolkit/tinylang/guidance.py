@@ -61,7 +61,10 @@ def _utf8_length(lead: int) -> int:
 
 
 def _is_letter(character: str) -> bool:
-    """Letters, and the combining marks of decomposed text (a + U+0308 is ä)."""
+    """Letters, and the combining marks of decomposed text (a + U+0308 is ä). A broken byte sequence
+    (decoded as several U+FFFD) is not a letter."""
+    if len(character) != 1:
+        return False
     return character.isalpha() or unicodedata.category(character).startswith("M")
 
 
