@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tinylang.cli import app
-from tinylang.corpus.build import MAX_STORIES, BuildError, BuildOptions, build_corpus
+from tinylang.corpus.build import BuildError, BuildOptions, build_corpus
+from tinylang.corpus.options import MAX_STORIES
 from tinylang.corpus.store import CorpusStore, is_build_folder
 from tinylang.sources import SourceError
 

@@ -69,7 +69,7 @@ def _is_letter(character: str) -> bool:
 
 
 def _is_word(text: str) -> bool:
-    return bool(text) and _is_letter(text[0]) and all(_is_letter(c) for c in text)
+    return bool(text) and all(_is_letter(c) for c in text)
 
 
 class _Row:
@@ -106,10 +106,11 @@ class WordGuide:
                           for w in self.words]
         self.unsteered = [w for w, spelt in zip(self.words, self.spellings) if not spelt]
         self.rows = [_Row(len(self.words)) for _ in range(rows)]
-        letters = len(prompt_tail) - next((i for i, c in enumerate(reversed(prompt_tail)) if not _is_letter(c)),
-                                          len(prompt_tail))
+        start = len(prompt_tail)  # where the prompt's last, unfinished word begins
+        while start and _is_letter(prompt_tail[start - 1]):
+            start -= 1
         for row in self.rows:
-            row.word = prompt_tail[letters:].encode("utf-8")
+            row.word = prompt_tail[start:].encode("utf-8")
 
     def used(self, row: int = 0) -> list[str]:
         """The requested words this row has used so far, in request order; a word the story ends on

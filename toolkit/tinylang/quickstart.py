@@ -20,7 +20,8 @@ from rich.console import Console
 
 from .checkpoint import load_model
 from .corpus.build import BuildOptions, build_corpus
-from .corpus.folder import read_stats, stored_plan
+from .corpus.folder import stored_plan
+from .corpus.store import read_stats
 from .evaluate.compare import comparison_table, plot_judge_scores, plot_story_metrics, plot_training_curve
 from .evaluate.run import EvalOptions, evaluate
 from .generate import complete_story

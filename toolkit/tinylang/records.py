@@ -135,6 +135,8 @@ def write_parquet(path: Path, records: Iterable[StoryRecord], batch_rows: int = 
 
 
 SPLIT_FILES = ("train.parquet", "validation.parquet")
+REJECTED_FILE = "rejected.jsonl"  # every story the filters dropped, with why
+KEPT_SCRATCH_FILE = "kept.jsonl.tmp"  # kept stories while filtering, before they are split
 
 
 class StagedFiles:

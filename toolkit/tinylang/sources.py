@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -18,26 +16,17 @@ from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
 
-STORY_SEPARATOR = "<|endoftext|>"
-SPLITS = ("train", "validation")
-_FILE_SUFFIXES = (".parquet", ".jsonl", ".txt")
-# Data files that Hugging Face datasets reads and these readers do not: a folder of only these goes to datasets.
-_OTHER_DATA_SUFFIXES = (".json", ".csv", ".tsv", ".arrow")
-# Words that name a split in a file or folder name, as Hugging Face datasets infers splits
-# (data/train-00000-of-00004.parquet); at the top of a corpus directory the first name found wins.
-_SPLIT_WORDS = {
-    "train": ("train", "training"),
-    "validation": ("validation", "valid", "val", "dev"),
-    "test": ("test", "testing", "eval", "evaluation"),
-}
-_LAYOUTS = (
-    "train.parquet, train.jsonl or train.txt (with validation.* or valid.* beside it), train-*/validation-* "
-    "shards, train/ and validation/ folders, or files below whose names say their split (data/train-00000.parquet)"
+from .source_folders import (
+    FILE_SUFFIXES,
+    LAYOUTS,
+    OTHER_DATA_SUFFIXES,
+    SPLITS,
+    SourceError,
+    files_below,
+    folder_layout,
 )
 
-
-class SourceError(ValueError):
-    """A story source that cannot be read; the message says what was expected."""
+STORY_SEPARATOR = "<|endoftext|>"
 
 
 @dataclass(frozen=True)
@@ -79,17 +68,17 @@ def open_source(
     path = Path(location).expanduser()
     common = dict(text_column=text_column, validation_fraction=validation_fraction, hf_config=hf_config)
     if path.is_dir():
-        layout = _folder_layout(path)
+        layout = folder_layout(path)
         if layout is None:  # only formats datasets reads (.json, .csv, .arrow)
             return StorySource(str(path), "huggingface", {}, **common)
         if not layout.files["train"]:
-            raise SourceError(f"{path}: no training stories here; a folder needs {_LAYOUTS}")
+            raise SourceError(f"{path}: no training stories here; a folder needs {LAYOUTS}")
         ignored = tuple(sorted(layout.ignored.items()))
         if not layout.files["validation"]:
             return StorySource(str(path), "file", {"train": layout.files["train"]}, **common, ignored=ignored)
         return StorySource(str(path), "directory", layout.files, **common, ignored=ignored)
     if path.is_file():
-        if path.suffix not in _FILE_SUFFIXES:
+        if path.suffix not in FILE_SUFFIXES:
             raise SourceError(f"{path}: expected a .txt, .jsonl or .parquet file, or a corpus directory")
         return StorySource(str(path), "file", {"train": [path]}, **common)
     why_local = _looks_local(str(location))
@@ -102,7 +91,7 @@ def _looks_local(location: str) -> str:
     """Why ``location`` is taken for a local path ("" when it may be a Hugging Face name like owner/name)."""
     if location.startswith(("./", "../", "/", "~", ".\\")) or location in (".", ".."):
         return "a path"
-    if location.endswith(_FILE_SUFFIXES + _OTHER_DATA_SUFFIXES):
+    if location.endswith(FILE_SUFFIXES + OTHER_DATA_SUFFIXES):
         return "a file name"
     first = Path(location).parts[0] if Path(location).parts else ""
     if len(Path(location).parts) > 1 and Path(first).is_dir():
@@ -127,130 +116,6 @@ def _missing_path_message(location: str, path: Path, why_local: str) -> str:
     if not path.is_absolute() and not location.startswith("~"):
         message += f" (a relative path is read from the current directory, {Path.cwd()})"
     return message
-
-
-def _corpus_split_files(directory: Path, split: str) -> tuple[list[Path], dict[Path, str]]:
-    """The corpus-directory layout at the top of ``directory``: split.*, split-*.* shards or a split/
-    folder, where validation may also be called valid, val or dev (valid.txt beside train.txt). One
-    name is read (validation before valid, val, dev), and of split.parquet / .jsonl / .txt side by
-    side one format (copies of each other); the files left out are returned with why."""
-    by_name: dict[str, tuple[list[Path], dict[Path, str]]] = {}
-    for name in _SPLIT_WORDS[split]:
-        whole = [directory / f"{name}{x}" for x in _FILE_SUFFIXES if (directory / f"{name}{x}").is_file()]
-        kept, ignored = _one_format(whole, split)
-        for suffix in _FILE_SUFFIXES:
-            kept += sorted(directory.glob(f"{name}-*{suffix}"))
-            kept += sorted((directory / name).glob(f"*{suffix}")) if (directory / name).is_dir() else []
-        kept = [p for p in kept if not p.name.startswith(".")]
-        if kept:
-            by_name[name] = (kept, ignored)
-    if not by_name:
-        return [], {}
-    name = next(iter(by_name))
-    kept, ignored = by_name.pop(name)
-    for other, _ in by_name.values():
-        ignored |= {p: f"{name} files are the {split} split" for p in other}
-    return kept, ignored
-
-
-def _one_format(files: list[Path], split: str) -> tuple[list[Path], dict[Path, str]]:
-    """The files of one format (parquet, else jsonl, else txt) and the copies in others, left out."""
-    suffix = next((x for x in _FILE_SUFFIXES if any(p.suffix == x for p in files)), None)
-    return ([p for p in files if p.suffix == suffix],
-            {p: f"a {suffix} copy of the {split} split is read instead" for p in files if p.suffix != suffix})
-
-
-def _named_split(relative: Path) -> str | None:
-    """The split a file's name, or else the nearest folder name on its way, says (train-0001.parquet, valid/x.jsonl)."""
-    for part in (relative.with_suffix("").name, *reversed(relative.parent.parts)):
-        words = set(re.split(r"[-._ 0-9]+", part.lower()))
-        for split, names in _SPLIT_WORDS.items():
-            if words.intersection(names):
-                return split
-    return None
-
-
-def _files_below(folder: Path) -> list[Path]:
-    """Every file below ``folder`` that is not hidden (nor in a hidden or ``__special__`` folder, which
-    are not entered: a .git stays unread), following linked folders once each."""
-    found, seen = [], set()
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:  # a link back up the tree
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
-        found += [Path(root) / name for name in sorted(files) if not name.startswith((".", "__"))]
-    return found
-
-
-@dataclass(frozen=True)
-class FolderLayout:
-    """The story files of a local folder by split, and the story files it leaves out (with why)."""
-
-    files: dict[str, list[Path]]
-    ignored: dict[Path, str]
-
-
-def _hub_cache_snapshot(path: Path) -> tuple[Path | None, list[Path]]:
-    """For a dataset folder of the Hugging Face cache (``datasets--owner--name`` with ``blobs/``,
-    ``refs/`` and ``snapshots/<revision>/``) or its ``snapshots/`` folder: the revision ``refs/main``
-    names (else the newest), and the other revisions, whose files would repeat the same stories."""
-    cache = path.parent if path.name == "snapshots" else path
-    snapshots = cache / "snapshots"
-    if not snapshots.is_dir() or not (cache / "blobs").is_dir():
-        return None, []
-    revisions = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    if not revisions:
-        return None, []
-    main = cache / "refs" / "main"
-    named = snapshots / main.read_text(encoding="utf-8").strip() if main.is_file() else None
-    chosen = named if named in revisions else revisions[-1]
-    return chosen, [p for p in revisions if p != chosen]
-
-
-def _folder_layout(path: Path) -> FolderLayout | None:
-    """How a local folder splits into story files; None when it holds only data files that datasets
-    must read (.json, .csv, .arrow).
-
-    A corpus directory (train.* and validation.* at the top) keeps its layout and nothing else in it
-    is read. Otherwise the files below whose name (or folder) says their split are read, as a
-    downloaded Hugging Face dataset is laid out (data/train-00000-of-00004.parquet); files that name
-    no split (a LICENSE.txt, names.txt) and test files are left out and listed, and when a split
-    comes in several formats (TinyStories ships .txt and .parquet copies) one format is kept:
-    parquet, else jsonl, else txt. A folder whose files name no split at all is refused: reading
-    every .txt below would take word lists and notes for stories."""
-    snapshot, older = _hub_cache_snapshot(path)
-    if snapshot is not None:  # a Hugging Face cache folder: one snapshot, not every revision ever fetched
-        layout = _folder_layout(snapshot)
-        if layout is not None:
-            layout.ignored.update({p: "another revision in the Hugging Face cache" for p in older})
-        return layout
-    top = {split: _corpus_split_files(path, split) for split in SPLITS}
-    if any(files for files, _ in top.values()):
-        return FolderLayout({split: files for split, (files, _) in top.items()},
-                            {p: why for _, ignored in top.values() for p, why in ignored.items()})
-    if any((path / "raw").glob("shard-*.jsonl")):
-        raise SourceError(f"{path} is a build-corpus folder without its train/validation splits yet (an interrupted "
-                          "build?): run the same build-corpus command again to finish it")
-    found = _files_below(path)
-    stories = [p for p in found if p.suffix in _FILE_SUFFIXES]
-    if not stories:
-        return None if any(p.suffix in _OTHER_DATA_SUFFIXES for p in found) else FolderLayout({s: [] for s in SPLITS}, {})
-    named = {p: _named_split(p.relative_to(path)) for p in stories}
-    if not any(split in SPLITS for split in named.values()):
-        shown = ", ".join(str(p.relative_to(path)) for p in stories[:3]) + (", ..." if len(stories) > 3 else "")
-        raise SourceError(f"{path}: no file here names its split ({shown}); a folder needs {_LAYOUTS}. "
-                          "To train on one file, point data.path at it")
-    ignored = {p: ("a test split" if split == "test" else "names no split") for p, split in named.items()
-               if split not in SPLITS}
-    files: dict[str, list[Path]] = {}
-    for split in SPLITS:
-        candidates = [p for p, named_split in named.items() if named_split == split]
-        files[split], copies = _one_format(candidates, split)
-        ignored |= copies
-    return FolderLayout(files, ignored)
 
 
 # --- reading rows ----------------------------------------------------------------------------------------------
@@ -444,7 +309,7 @@ def fingerprint(source: StorySource) -> str:
         folder = Path(source.location)
         if not folder.is_dir():
             return f"hf:{source.location}:{source.hf_config}"
-        files = [("hf", p) for p in _files_below(folder)]
+        files = [("hf", p) for p in files_below(folder)]
     parts = [f"config:{source.hf_config}"] if source.kind == "huggingface" else []
     for split, p in files:
         stat = p.stat()
@@ -460,7 +325,7 @@ def iter_source_rows(
     null): for readers that report such rows themselves (``tinylang filter`` rejects them). A folder may
     hold only the split asked for (a validation.parquet to translate); otherwise as ``split_rows``."""
     path = Path(location).expanduser()
-    layout = _folder_layout(path) if path.is_dir() else None
+    layout = folder_layout(path) if path.is_dir() else None
     if layout is not None:
         yield from _file_rows(path, layout.files[split], split, text_column, id_column)
     else:

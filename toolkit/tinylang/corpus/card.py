@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..langpack import LanguagePack
 from ..records import read_jsonl
-from .store import raw_shards, read_failures
+from .store import raw_shards, read_failures, read_stats
 
 
 def corpus_totals(out: Path, wanted: set[str]) -> tuple[dict, set[str]]:
@@ -61,12 +61,8 @@ def forget_splits_fingerprint(out: Path) -> None:
     """Drop the stored ``splits_fingerprint`` before the splits and rejected.jsonl are replaced: the
     next build trusts the splits only while the fingerprint matches, so a build stopped while the new
     files are being renamed into place (some new, some old) is filtered again instead of trusted."""
-    path = out / "stats.json"
-    try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if isinstance(stats, dict) and stats.get("splits_fingerprint") is not None:
+    stats = read_stats(out)
+    if stats.get("splits_fingerprint") is not None:
         _write_stats_file(out, stats | {"splits_fingerprint": None})
 
 

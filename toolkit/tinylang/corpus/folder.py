@@ -13,13 +13,12 @@ build turns it into a ``BuildError``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..outputs import output_folder_problem
 from ..records import StoryRecord
-from .store import is_build_folder, raw_shards
+from .store import is_build_folder, raw_shards, read_stats
 
 # Options that decide which stories a folder holds, with the flag that sets each.
 PLAN_FLAGS = {"lang": "--lang", "mode": "--mode", "seed": "--seed", "source": "--source",
@@ -77,15 +76,6 @@ def plan_conflict(out: Path, stored: dict, current: dict) -> str | None:
         return (f"{out} holds a corpus of {stored['n']:,} planned stories; --n {current['n']} would shrink its splits: "
                 f"pass --n {stored['n']} or more to resume or extend it, or choose another --out for a smaller corpus")
     return None
-
-
-def read_stats(out: Path) -> dict:
-    """The folder's stats.json, or {} when there is none (a new folder, or a first build cut short)."""
-    try:
-        stats = json.loads((Path(out) / "stats.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return stats if isinstance(stats, dict) else {}
 
 
 def _first_raw_record(out: Path) -> StoryRecord | None:

@@ -35,15 +35,16 @@ def is_build_folder(folder: Path) -> bool:
     raw = Path(folder) / "raw"
     if not raw.is_dir():
         return False
-    return (raw / BUILD_MARK).is_file() or bool(raw_shards(folder)) or _has_build_plan(Path(folder))
+    return (raw / BUILD_MARK).is_file() or bool(raw_shards(folder)) or isinstance(read_stats(folder).get("plan"), dict)
 
 
-def _has_build_plan(folder: Path) -> bool:
+def read_stats(out: Path) -> dict:
+    """The folder's stats.json, or {} when there is none (a new folder, or a first build cut short)."""
     try:
-        stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+        stats = json.loads((Path(out) / "stats.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(stats, dict) and isinstance(stats.get("plan"), dict)
+        return {}
+    return stats if isinstance(stats, dict) else {}
 
 
 def raw_shards(folder: Path) -> list[Path]:

@@ -27,14 +27,12 @@ from ..corpus.plan import with_instruct
 from ..corpus.store import is_build_folder, raw_shards, record_split_key, validation_ids
 from ..langpack import LanguagePack, load_pack
 from ..outputs import output_folder_problem
-from ..records import SPLIT_FILES, StagedFiles, StoryRecord, read_jsonl, record_line, write_split_parquets
+from ..records import KEPT_SCRATCH_FILE, REJECTED_FILE, SPLIT_FILES, StagedFiles, StoryRecord, read_jsonl, record_line, write_split_parquets
 from ..sources import SPLITS, SourceError, StorySource, open_source, split_rows
 from .pipeline import FilterPipeline, FilterStats, Rejection
 
 INPUT_SUFFIXES = (".jsonl", ".parquet", ".txt")
-SCRATCH_NAME = "kept.jsonl.tmp"
-REJECTED_NAME = "rejected.jsonl"
-FILTER_OUTPUTS = (*SPLIT_FILES, REJECTED_NAME)  # replaced together by every run
+FILTER_OUTPUTS = (*SPLIT_FILES, REJECTED_FILE)  # replaced together by every run
 COMMAND_OUTPUTS = (*FILTER_OUTPUTS, "stats.json")  # tinylang filter's, stats.json included
 
 
@@ -180,13 +178,13 @@ def stage_filtered(pack: LanguagePack, records: Iterable[StoryRecord], staged: S
                    workers: int = 1, validation_fraction: float = 0.05, console: Console | None = None) -> FilterStats:
     """Run the pipeline over ``records`` into ``staged``'s temporary files: kept stories streamed to a
     scratch JSONL (removed whatever happens), then split to parquet; the caller commits."""
-    scratch = staged.directory / SCRATCH_NAME
+    scratch = staged.directory / KEPT_SCRATCH_FILE
     pipeline = FilterPipeline(pack)
     progress = Progress(TextColumn("[bold]filter"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[kept]}"),
                         TimeRemainingColumn(), console=console or Console(stderr=True))
     try:
         with progress, scratch.open("w", encoding="utf-8") as kept_file, \
-                staged.path(REJECTED_NAME).open("w", encoding="utf-8") as rejected_file:
+                staged.path(REJECTED_FILE).open("w", encoding="utf-8") as rejected_file:
             task = progress.add_task("filter", total=total, kept="")
             counts = {"kept": 0, "seen": 0}
 
@@ -268,7 +266,7 @@ def _holds_story_records(path: Path) -> bool:
 def _is_filter_output(out: Path) -> bool:
     """An earlier run's output: its stats.json (written with the other outputs) or its scratch or
     temporary files (a run killed outright)."""
-    temporaries = [SCRATCH_NAME] + [StagedFiles(out, COMMAND_OUTPUTS).path(name).name for name in COMMAND_OUTPUTS]
+    temporaries = [KEPT_SCRATCH_FILE] + [StagedFiles(out, COMMAND_OUTPUTS).path(name).name for name in COMMAND_OUTPUTS]
     if any((out / name).is_file() for name in temporaries):
         return True
     try:
