@@ -37,6 +37,7 @@ from torch.utils import flop_counter
 from tinylang.data import ByteData
 from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
 from tinylang.recipe import DataConfig, load_recipe
+from tinylang.runtime import pick_precision
 
 KINDS = ("tinylang", "reference")
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
@@ -104,9 +105,23 @@ def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.o
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=True)
 
 
-def amp(device: torch.device):
-    """bf16 autocast on CUDA (how tinylang trains there); plain fp32 on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def precision(kind: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype each model trains in (None: fp32). tinylang as ``tinylang train`` runs it
+    (``train.precision: auto``: bf16 on CUDA and on CPUs with native bf16, else fp32). The reference has
+    no precision setting: bf16 on CUDA, as anyone would run it there, fp32 on a CPU, where bf16 is the
+    lever issue 2 expects only tinylang's trainer to pull."""
+    if kind == "tinylang":
+        return pick_precision("auto", device)
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def amp(kind: str, device: torch.device):
+    dtype = precision(kind, device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def sync(device: torch.device) -> None:
@@ -124,10 +139,10 @@ def timed(fn, device: torch.device):
     return time.perf_counter() - start, result
 
 
-def train_step(model, opt, ids, targets, device, clip: float | None = None):
+def train_step(kind: str, model, opt, ids, targets, device, clip: float | None = None):
     """One forward + backward + AdamW step: the unit that training throughput counts.
     Returns the loss and, when clipping, the gradient norm before clipping."""
-    with amp(device):
+    with amp(kind, device):
         _, loss = model(ids, targets)
     loss.backward()
     norm = None if clip is None else torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -143,7 +158,7 @@ def random_batches(count: int, batch: int, length: int, device: torch.device, se
     return [(r[:, :-1].to(device), r[:, 1:].to(device)) for r in rows]
 
 
-def count_step_flops(model: nn.Module, ids, targets, device: torch.device) -> int:
+def count_step_flops(kind: str, model: nn.Module, ids, targets, device: torch.device) -> int:
     """Forward + backward FLOPs of one training step. PyTorch's counter has no formula for the CPU
     SDPA kernel, so it is mapped to the generic attention formulas (which, like every formula there,
     count the full attention matrix and ignore the causal mask, for both models alike)."""
@@ -154,7 +169,7 @@ def count_step_flops(model: nn.Module, ids, targets, device: torch.device) -> in
         aten._scaled_dot_product_flash_attention_for_cpu_backward:
             lambda g, q, k, v, *_, **__: flop_counter.sdpa_backward_flop_count(g, q, k, v)}
     with flop_counter.FlopCounterMode(display=False, custom_mapping=extra) as counter:
-        with amp(device):
+        with amp(kind, device):
             _, loss = model(ids, targets)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -168,11 +183,11 @@ def matmul_ceiling(size: int, dtype: torch.dtype, device: torch.device, repeats:
     return 2 * size**3 / statistics.median(times) / 1e9
 
 
-def try_compile(model: nn.Module, batch, device: torch.device):
+def try_compile(kind: str, model: nn.Module, batch, device: torch.device):
     """torch.compile plus one step to trigger compilation; returns (model, None) or (None, error)."""
     compiled = torch.compile(model)
     try:
-        train_step(compiled, make_optimizer(compiled, 1e-4, device), *batch, device)
+        train_step(kind, compiled, make_optimizer(compiled, 1e-4, device), *batch, device)
     except Exception as error:  # a model that does not compile is a result, not a crash
         return None, f"{type(error).__name__}: {error}"[:400]
     return compiled, None
@@ -185,21 +200,22 @@ def time_training(models: dict[str, nn.Module], batches, warmup: int, steps: int
     for i in range(warmup + steps):
         ids, targets = batches[i % len(batches)]
         for label, model in models.items():
-            seconds, _ = timed(lambda: train_step(model, opts[label], ids, targets, device), device)
+            seconds, _ = timed(lambda: train_step(label.split("+")[0], model, opts[label], ids, targets, device),
+                               device)
             if i >= warmup:
                 times[label].append(seconds)
     return times
 
 
-def bench_training(spec: Spec, args, device, ceiling: float) -> dict:
+def bench_training(spec: Spec, args, device, ceilings: dict[str, float]) -> dict:
     """Throughput, FLOPs and MFU of both models (and their torch.compile'd twins on CUDA or with --compile)."""
     batches = random_batches(min(4, args.warmup + args.steps), args.batch, args.context, device)
     models = {k: build(k, spec, args.context, device) for k in KINDS}
     out = {"params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}, "compile_errors": {}}
-    flops = {k: count_step_flops(m, *batches[0], device) for k, m in models.items()}
+    flops = {k: count_step_flops(k, m, *batches[0], device) for k, m in models.items()}
     if device.type == "cuda" or args.compile:
         for kind in KINDS:
-            compiled, error = try_compile(build(kind, spec, args.context, device), batches[0], device)
+            compiled, error = try_compile(kind, build(kind, spec, args.context, device), batches[0], device)
             if compiled is not None:
                 models[f"{kind}+compile"] = compiled
             else:
@@ -207,10 +223,11 @@ def bench_training(spec: Spec, args, device, ceiling: float) -> dict:
     times = time_training(models, batches, args.warmup, args.steps, device)
     rows = {}
     for label, seconds in times.items():
-        step, step_flops = statistics.median(seconds), flops[label.split("+")[0]]
+        kind = label.split("+")[0]
+        step, step_flops, dtype = statistics.median(seconds), flops[kind], precision_name(precision(kind, device))
         rows[label] = {"step_s_median": step, "step_s": seconds, "bytes_per_s": args.batch * args.context / step,
                        "gflop_per_step": step_flops / 1e9, "achieved_gflops": step_flops / step / 1e9,
-                       "mfu": step_flops / step / 1e9 / ceiling}
+                       "precision": dtype, "mfu": step_flops / step / 1e9 / ceilings[dtype]}
     out["rows"] = rows
     out["speedup"] = rows["tinylang"]["bytes_per_s"] / rows["reference"]["bytes_per_s"]
     return out
@@ -268,7 +285,7 @@ def memory_child(request: dict) -> dict:
     model = build(request["kind"], Spec(**request["spec"]), request["context"], device)
     opt = make_optimizer(model, 1e-4, device)
     for ids, targets in random_batches(request["steps"], request["batch"], request["context"], device):
-        train_step(model, opt, ids, targets, device)
+        train_step(request["kind"], model, opt, ids, targets, device)
     sync(device)
     # VmHWM, not ru_maxrss: Linux carries the parent's peak RSS over (v)fork + exec into ru_maxrss, so
     # every child reported the parent's ~960 MiB. VmHWM belongs to the child's own address space.
@@ -316,7 +333,8 @@ def bench_bpb(kind: str, spec: Spec, data, args, device) -> dict:
         for group in opt.param_groups:
             group["lr"] = BPB_LR * min(1.0, (steps + 1) / BPB_WARMUP)
         ids, targets = data.train.random_batch(BPB_BATCH, BPB_CONTEXT, g)
-        loss, norm = train_step(model, opt, ids.to(device), targets.to(device), device, clip=args.grad_clip or None)
+        loss, norm = train_step(kind, model, opt, ids.to(device), targets.to(device), device,
+                                clip=args.grad_clip or None)
         losses.append(loss.item())
         norms += [] if norm is None else [norm.item()]
         steps += 1
@@ -349,6 +367,8 @@ def markdown(report: dict) -> str:
                      f"{mem.get('peak_cuda_mib', mem['peak_rss_mib']):,.0f}" if eager else "-",
                      f"{bpb['val_bpb']:.3f} ({bpb['steps']})" if eager and bpb else "-"]
             lines.append("| " + " | ".join(cells) + " |")
+        notes.append(f"- {name}: trained in " + ", ".join(f"{k} {r['precision']}" for k, r in res["train"]["rows"].items()
+                                                        if "+" not in k))
         notes.append(f"- {name}: tinylang / reference = x{res['train']['speedup']:.2f} training, "
                      f"x{res['generation']['speedup']:.1f} generation ({res['generation']['new_bytes']} bytes)")
         rows = res["train"]["rows"]
@@ -396,11 +416,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def bench_config(name: str, spec: Spec, args, device, ceiling: float, data) -> dict:
+def bench_config(name: str, spec: Spec, args, device, ceilings: dict[str, float], data) -> dict:
     """Every measurement of one configuration, in an order that frees each phase's models first."""
     say = lambda what: print(f"[{name}] {what} ...", file=sys.stderr, flush=True)  # noqa: E731
     say("training throughput")
-    res = {"spec": asdict(spec), "train": bench_training(spec, args, device, ceiling)}
+    res = {"spec": asdict(spec), "train": bench_training(spec, args, device, ceilings)}
     say("generation")
     res["generation"] = bench_generation(spec, args, device)
     say("peak memory")
@@ -430,16 +450,19 @@ def main(argv: list[str] | None = None) -> None:
         specs = {n: CPU_SPECS[n] for n in args.configs.split(",")}
         args.batch, args.context = args.batch or 8, args.context or 1024
         dtype, size, name = torch.float32, 2048, proc_field("/proc/cpuinfo", "model name")
-    ceiling = matmul_ceiling(size, dtype, device, args.matmul_repeats)
+    # MFU is against the matmul ceiling of the precision each model trains in
+    ceilings = {precision_name(d): matmul_ceiling(size, d or torch.float32, device, args.matmul_repeats)
+                for d in {precision(k, device) for k in KINDS}}
+    ceiling = ceilings[precision_name(None if dtype == torch.float32 else dtype)]
     with tempfile.TemporaryDirectory() as cache:
         data = None if args.skip_bpb else ByteData.from_config(DataConfig(path=args.text, cache_dir=cache))
-        configs = {n: bench_config(n, spec, args, device, ceiling, data) for n, spec in specs.items()}
+        configs = {n: bench_config(n, spec, args, device, ceilings, data) for n, spec in specs.items()}
     meta = {"torch": torch.__version__, "device": device.type, "device_name": name, "threads": args.threads,
             "cpu_model": proc_field("/proc/cpuinfo", "model name"), "loadavg_before": loadavg_before,
             "loadavg_after": os.getloadavg(), "seconds": time.time() - started,
             # CPU seconds / wall seconds well under the thread count: something else had the cores
             "process_cpu_seconds": time.process_time() - cpu_started, "quick": args.quick,
-            "batch": args.batch, "context": args.context, "matmul_ceiling_gflops": ceiling,
+            "batch": args.batch, "context": args.context, "matmul_ceiling_gflops": ceiling, "matmul_ceilings_gflops": ceilings,
             "matmul_dtype": str(dtype).removeprefix("torch."), "matmul_size": size, "budget_s": args.budget_s,
             "options": {k: v for k, v in vars(args).items() if k != "memory_child"}}
     report = {"meta": meta, "configs": configs}

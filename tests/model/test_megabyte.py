@@ -91,27 +91,26 @@ def test_generation_continues_past_the_context():
     assert int(out.max()) < VOCAB_SIZE and PAD_ID not in out[0, 2:].tolist()
 
 
-class _EndAtStep(torch.nn.Module):
-    """A stand-in output head: EOS for the first row at once, for the second row on its third byte."""
+class _EndAtStep:
+    """A logits processor: EOS for the first row at once, for the second row on its third byte."""
 
     def __init__(self):
-        super().__init__()
         self.calls = 0
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = torch.zeros(*hidden.shape[:-1], VOCAB_SIZE)
-        logits[..., 65] = 1.0
-        logits[0, ..., EOS_ID] = 10.0
+    def __call__(self, logits: torch.Tensor, sampled: torch.Tensor | None) -> torch.Tensor:
+        logits = torch.zeros_like(logits)
+        logits[:, 65] = 1.0
+        logits[0, EOS_ID] = 10.0
         if self.calls >= 2:
-            logits[1, ..., EOS_ID] = 10.0
+            logits[1, EOS_ID] = 10.0
         self.calls += 1
         return logits
 
 
 def test_stop_at_end_pads_finished_rows():
     model = Megabyte(tiny_config())
-    model.head = _EndAtStep()
-    out = model.generate(torch.tensor([[BOS_ID], [BOS_ID]]), 10, temperature=0, stop_at_end=True)
+    out = model.generate(torch.tensor([[BOS_ID], [BOS_ID]]), 10, temperature=0, stop_at_end=True,
+                         processor=_EndAtStep())
     assert out.tolist() == [[BOS_ID, EOS_ID, PAD_ID, PAD_ID], [BOS_ID, 65, 65, EOS_ID]]
 
 
@@ -178,3 +177,24 @@ def test_forty_million_model_has_sane_gradients_at_init():
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
     assert torch.isfinite(norm) and norm < 100
+
+
+def test_rms_norm_matches_torchs_forward_bit_for_bit_and_its_gradients():
+    from tinylang.model.norm import RMSNorm, rms_norm
+
+    torch.manual_seed(0)
+    for shape in ((1, 160), (3, 64), (2, 5, 96)):
+        x, weight = torch.randn(*shape) * 3, torch.rand(shape[-1]) + 0.5
+        expected = torch.nn.functional.rms_norm(x, shape[-1:], weight, 1e-6)
+        assert torch.equal(rms_norm(x, weight, 1e-6), expected)  # the decode step's norm
+        norm = RMSNorm(shape[-1])
+        norm.weight.data.copy_(weight)
+        ours_x, torch_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch_w = weight.clone().requires_grad_()
+        grad = torch.randn(*shape)
+        out = norm(ours_x)
+        assert torch.equal(out, expected)
+        out.backward(grad)
+        torch.nn.functional.rms_norm(torch_x, shape[-1:], torch_w, 1e-6).backward(grad)
+        torch.testing.assert_close(ours_x.grad, torch_x.grad, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(norm.weight.grad, torch_w.grad, rtol=1e-5, atol=1e-6)

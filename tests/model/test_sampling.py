@@ -39,3 +39,17 @@ def test_seeded_sampling_repeats():
     a = sample_next_byte(logits, 1.0, generator=torch.Generator().manual_seed(7))
     b = sample_next_byte(logits, 1.0, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
+
+
+def test_draw_is_multinomial_with_the_same_random_numbers():
+    # sample_next_byte draws through the exponential race that torch.multinomial runs for one
+    # sample; seeded outputs (README, docs) depend on the two agreeing exactly.
+    from tinylang.model.sampling import draw
+
+    torch.manual_seed(0)
+    for trial in range(300):
+        probs = (torch.randn(1 + trial % 4, VOCAB_SIZE) * (1 + trial % 6)).softmax(dim=-1)
+        probs[:, trial % VOCAB_SIZE] = 0.0  # masked ids (top-k, top-p) have probability 0
+        ours, theirs = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
+        assert torch.equal(draw(probs, ours), torch.multinomial(probs, 1, generator=theirs))
+        assert torch.equal(ours.get_state(), theirs.get_state())

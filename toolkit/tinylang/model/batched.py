@@ -20,12 +20,14 @@ from __future__ import annotations
 import torch
 
 from .config import PAD_ID
-from .megabyte import LayerCache, Megabyte, _GenerationState, kept_past_context
+from .decode import DecodeWeights, GenerationState, LayerCache, kept_past_context, native_kernels
+from .megabyte import Megabyte
 
 
 class RaggedBatch:
     def __init__(self, model: Megabyte):
         self.model, self.P = model, model.config.patch_size
+        self.weights = DecodeWeights(model)
         self.history: list[list[int]] = []  # each row's latest ids (for patches and re-encoding past the context)
         self.lengths = torch.zeros(0, dtype=torch.long)  # per row: the stream position predicted next
         self.global_caches: list[LayerCache] = []
@@ -41,7 +43,7 @@ class RaggedBatch:
         """Append one row, ``ids`` (1, T), prefilled; its logits are ready at ``logits[-1]``."""
         if ids.ndim != 2 or ids.shape[0] != 1 or ids.shape[1] == 0:
             raise ValueError("a row joins as (1, T) ids with T >= 1")
-        self._join(_GenerationState(self.model, ids, 0), ids[0].tolist())
+        self._join(GenerationState(self.model, ids, 0), ids[0].tolist())
 
     def remove(self, rows: list[int]) -> None:
         """Drop these rows; the others keep their order."""
@@ -79,8 +81,8 @@ class RaggedBatch:
                                    device=device)
             saved = [(cache.previous_attn_in, cache.previous_mlp_in) for cache in self.global_caches]
             positions = torch.where(completing, s // P, s // P + 1).clamp(max=c.max_patches - 1)
-            g = m.global_model.decode(m._embed_patches(patches)[:, 0], self.global_caches, positions)
-            cond = m._local_conditioning(g[:, None])[:, 0]
+            with native_kernels(device):
+                cond = self.weights.global_step(patches, self.global_caches, positions)
             if bool(completing.all()):
                 self.cond = cond
             else:
@@ -93,16 +95,17 @@ class RaggedBatch:
                 cache.previous_attn_in = cache.previous_attn_in.masked_fill(completing[:, None], 0.0)
                 cache.previous_mlp_in = cache.previous_mlp_in.masked_fill(completing[:, None], 0.0)
         j = s % P
-        x = m.local_byte_embed(new_bytes.to(device)) + self.cond[torch.arange(n, device=device), j]
-        self.logits = m.head(m.local_model.decode(x, self.local_caches, j))
+        with native_kernels(device):
+            cond = self.cond[torch.arange(n, device=device), j]
+            self.logits = self.weights.local_step(new_bytes.to(device), cond, self.local_caches, j)
         self.lengths = s
         for r in overflow:  # past the context: re-encode the row's last half-context, as generate() does
             tail = torch.tensor([self.history[r][-kept_past_context(c):]], device=device)
-            self._replace(r, _GenerationState(m, tail, 0))
+            self._replace(r, GenerationState(m, tail, 0))
 
     # -- moving prefilled rows in -----------------------------------------------------------------
 
-    def _join(self, state: _GenerationState, history: list[int]) -> None:
+    def _join(self, state: GenerationState, history: list[int]) -> None:
         self.history.append(history)
         length = torch.tensor([state.length], device=state.logits.device)
         if len(self) == 1:
@@ -115,7 +118,7 @@ class RaggedBatch:
         self.global_caches = [LayerCache.concat([a, b]) for a, b in zip(self.global_caches, state.global_caches)]
         self.local_caches = [LayerCache.concat([a, b]) for a, b in zip(self.local_caches, state.local_caches)]
 
-    def _replace(self, row: int, state: _GenerationState) -> None:
+    def _replace(self, row: int, state: GenerationState) -> None:
         self.lengths[row] = state.length
         self.cond[row], self.logits[row] = state.cond[0], state.logits[0]
         for ours, theirs in zip(self.global_caches + self.local_caches, state.global_caches + state.local_caches):
