@@ -16,17 +16,21 @@ from torch import nn
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``F.rms_norm`` over the last dimension, without autograd's bookkeeping of its parts. Inputs
-    in other precisions go to ``F.rms_norm``, which computes their statistics in fp32."""
-    if x.dtype != torch.float32:
+    """``F.rms_norm`` over the last dimension, without autograd's bookkeeping of its parts. Off the
+    CPU, or in other precisions (whose statistics it computes in fp32), ``F.rms_norm`` itself."""
+    if x.dtype != torch.float32 or x.device.type != "cpu":
         return F.rms_norm(x, x.shape[-1:], weight, eps)
-    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True).add_(eps)) * weight
+    return x * _inverse_rms(x, eps) * weight
+
+
+def _inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True).add_(eps))
 
 
 class _RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        scale = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True).add_(eps))
+        scale = _inverse_rms(x, eps)
         normed = x * scale
         ctx.save_for_backward(normed, scale, weight)
         return normed * weight
