@@ -43,7 +43,7 @@ KINDS = ("tinylang", "reference")
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
 PROMPT_BYTES, TOP_K = 64, 40
 # Step counts and repeats; --quick trades precision for a run of about a minute.
-FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_repeats=(5, 2), eval_batches=16,
+FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_repeats=(5, 3), eval_batches=16,
             memory_steps=3, matmul_repeats=10)
 QUICK = dict(warmup=1, steps=2, budget_s=10.0, gen_bytes=64, gen_repeats=(2, 1), eval_batches=2,
              memory_steps=1, matmul_repeats=3, batch=4, context=512)

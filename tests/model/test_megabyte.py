@@ -183,7 +183,7 @@ def test_rms_norm_matches_torchs_forward_bit_for_bit_and_its_gradients():
     from tinylang.model.norm import RMSNorm, rms_norm
 
     torch.manual_seed(0)
-    for shape in ((1, 160), (3, 64), (2, 5, 96)):
+    for shape in ((1, 160), (3, 64), (2, 5, 96), (4, 640), (64, 1000)):
         x, weight = torch.randn(*shape) * 3, torch.rand(shape[-1]) + 0.5
         expected = torch.nn.functional.rms_norm(x, shape[-1:], weight, 1e-6)
         assert torch.equal(rms_norm(x, weight, 1e-6), expected)  # the decode step's norm

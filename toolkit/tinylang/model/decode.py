@@ -47,6 +47,7 @@ class LayerCache:
         self.previous_attn_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
         self.previous_mlp_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
         self.length = 0
+        self._views: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reset(self) -> None:
         self.length = 0
@@ -67,8 +68,25 @@ class LayerCache:
     def _of(cls, k, v, previous_attn_in, previous_mlp_in, length: int) -> "LayerCache":
         cache = cls.__new__(cls)
         cache.k, cache.v, cache.previous_attn_in, cache.previous_mlp_in = k, v, previous_attn_in, previous_mlp_in
-        cache.length = length
+        cache.length, cache._views = length, {}
         return cache
+
+    # Views of k and v, made once per position: a view costs a few µs, as much as the arithmetic of a
+    # one-row step, and each step needs four.
+    def slot(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the keys and values of ``position`` go, (batch, heads, 1, head_dim) each."""
+        views = self._views.get(("slot", position))
+        if views is None:
+            views = self._views[("slot", position)] = (self.k[:, :, position : position + 1],
+                                                      self.v[:, :, position : position + 1])
+        return views
+
+    def prefix(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values of positions 0 .. length - 1."""
+        views = self._views.get(("prefix", length))
+        if views is None:
+            views = self._views[("prefix", length)] = (self.k[:, :, :length], self.v[:, :, :length])
+        return views
 
     def fill(self, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store the keys and values of a prefill, (batch, heads, T, head_dim), from position 0."""
@@ -112,12 +130,15 @@ class BlockWeights:
     down: torch.Tensor
     eps: float
     heads: int
+    kept: torch.Tensor  # (dim,) True for the features the token shift keeps from the current position
 
     @classmethod
     def of(cls, block: "Block") -> "BlockWeights":
-        return cls(block.attn_norm.weight.detach(), block.attn.qkv.weight.detach(), block.attn.out.weight.detach(),
+        norm = block.attn_norm.weight
+        kept = torch.arange(norm.shape[0], device=norm.device) < norm.shape[0] // 2
+        return cls(norm.detach(), block.attn.qkv.weight.detach(), block.attn.out.weight.detach(),
                    block.mlp_norm.weight.detach(), block.mlp.up.weight.detach(), block.mlp.down.weight.detach(),
-                   block.attn_norm.eps, block.attn.heads)
+                   block.attn_norm.eps, block.attn.heads, kept)
 
     def step(
         self, x: torch.Tensor, rotary: "Rotary | None", cache: LayerCache, positions: torch.Tensor | None
@@ -127,28 +148,29 @@ class BlockWeights:
         ``positions`` (batch,) lets every row sit at its own position (a server batching requests of
         different lengths); then ``cache.length`` is not used and each row sees its own prefix."""
         B, D = x.shape
-        half, H = D // 2, self.heads
-        h = rms_norm(torch.cat([x[:, :half], cache.previous_attn_in[:, half:]], dim=-1), self.attn_norm, self.eps)
+        H = self.heads
+        # the token shift as one selection: the two halves and a concatenation cost three operations
+        h = rms_norm(torch.where(self.kept, x, cache.previous_attn_in), self.attn_norm, self.eps)
         cache.previous_attn_in = x
-        qkv = F.linear(h, self.qkv).view(B, 3, H, D // H)
+        qkv = F.linear(h, self.qkv).view(B, 3, H, 1, D // H)  # the 1: one query position, as SDPA wants it
         if positions is None or B == 1:  # one position for the whole batch: plain slices
             pos = cache.length if positions is None else int(positions[0])
-            qk = qkv[:, :2] if rotary is None else rotary.at(qkv[:, :2], pos)
-            cache.k[:, :, pos], cache.v[:, :, pos] = qk[:, 1], qkv[:, 2]
+            q, k = qkv.unbind(1)[:2] if rotary is None else rotary.at(qkv[:, :2], pos).unbind(1)
+            k_slot, v_slot = cache.slot(pos)
+            k_slot.copy_(k)
+            v_slot.copy_(qkv.select(1, 2))
             cache.length = pos + 1
-            y = F.scaled_dot_product_attention(qk[:, 0, :, None], cache.k[:, :, : pos + 1], cache.v[:, :, : pos + 1])
+            y = F.scaled_dot_product_attention(q, *cache.prefix(pos + 1))
         else:
-            qk = qkv[:, :2] if rotary is None else rotary.at(qkv[:, :2], positions)
+            q, k = qkv.unbind(1)[:2] if rotary is None else rotary.at(qkv[:, :2], positions[:, None]).unbind(1)
             where = positions.view(B, 1, 1, 1).expand(B, H, 1, D // H)
-            cache.k.scatter_(2, where, qk[:, 1, :, None])
-            cache.v.scatter_(2, where, qkv[:, 2, :, None])
+            cache.k.scatter_(2, where, k)
+            cache.v.scatter_(2, where, qkv.select(1, 2))
             span = int(positions.max()) + 1
             visible = torch.arange(span, device=x.device) <= positions[:, None]  # (batch, span)
-            y = F.scaled_dot_product_attention(
-                qk[:, 0, :, None], cache.k[:, :, :span], cache.v[:, :, :span], attn_mask=visible[:, None, None]
-            )
+            y = F.scaled_dot_product_attention(q, *cache.prefix(span), attn_mask=visible[:, None, None])
         x = x + F.linear(y.view(B, D), self.out)
-        h = rms_norm(torch.cat([x[:, :half], cache.previous_mlp_in[:, half:]], dim=-1), self.mlp_norm, self.eps)
+        h = rms_norm(torch.where(self.kept, x, cache.previous_mlp_in), self.mlp_norm, self.eps)
         cache.previous_mlp_in = x
         return x + F.linear(F.gelu(F.linear(h, self.up)), self.down)
 
@@ -257,7 +279,7 @@ class GenerationState:
     def advance(self, new_bytes: torch.Tensor) -> None:
         """Feed the bytes just chosen, (batch,); ``logits`` then predicts the next ones."""
         c, P = self.model.config, self.P
-        self.history[:, self.filled] = new_bytes
+        self.history.select(1, self.filled).copy_(new_bytes)
         self.filled += 1
         s = self.length + 1  # position to predict next
         if s > c.context_bytes:

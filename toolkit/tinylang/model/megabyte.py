@@ -62,7 +62,7 @@ class Rotary(nn.Module):
         return self._rotate(x, self.cos[:T], self.sin_signed[:T])
 
     def at(self, x: torch.Tensor, position: int | torch.Tensor) -> torch.Tensor:
-        # x: (batch, n, heads, head_dim), all at one position or at positions (batch,)
+        # x: (batch, n, heads, 1, head_dim), all at one position or at positions (batch, 1)
         return self._rotate(x, self.cos[position], self.sin_signed[position])
 
     @staticmethod
@@ -268,8 +268,8 @@ class Megabyte(nn.Module):
         when given, may change each step's logits before sampling (``sampled``: the bytes chosen at
         the step before, None at the first); tinylang.guidance uses it to steer toward words.
         """
-        new = self.stream(ids, max_new_bytes, temperature, top_k, top_p, stop_at_end, generator, processor)
-        return torch.cat([ids, *(step[:, None] for step in new)], dim=1)
+        new = list(self.stream(ids, max_new_bytes, temperature, top_k, top_p, stop_at_end, generator, processor))
+        return torch.cat([ids, torch.stack(new, dim=1)], dim=1) if new else ids.clone()
 
     @torch.inference_mode()
     def stream(
