@@ -6,12 +6,15 @@ operations, and on a CPU each costs more in framework overhead than in arithmeti
  * read plain tensors, detached from the model's parameters once per generation (an ``nn.Parameter``
    passed to an op costs several µs more than the same storage as a plain tensor, and so does every
    ``module.weight`` lookup);
- * flatten a block into the fewest operations, RMSNorm included (norm.py);
+ * flatten a block into the fewest operations, RMSNorm included (norm.py), and count views too: a
+   slice costs about as much as an addition on one row, so the KV cache keeps its per-position views
+   and the token shift is one ``torch.where``;
  * run GELU on PyTorch's own kernel instead of oneDNN's, which is 5x slower on one row of 640 values
    (3 against 17 µs) and only pays at training sizes.
 
-docs/benchmarks.md has the measurements. The tests check that cached generation gives the bytes of
-full forward passes, so the two paths cannot drift apart.
+Every step does the arithmetic of ``forward()`` in the same order, so generation gives the same bytes
+as before these changes, seeded or greedy (docs/benchmarks.md has the measurements). The tests check
+that cached generation gives the bytes of full forward passes.
 
     state = GenerationState(model, ids, max_new_bytes)   # prefill; state.logits predicts the next byte
     state.advance(next_bytes)                            # (batch,) -> state.logits predicts the one after
