@@ -198,3 +198,12 @@ def test_rms_norm_matches_torchs_forward_bit_for_bit_and_its_gradients():
         torch.nn.functional.rms_norm(torch_x, shape[-1:], torch_w, 1e-6).backward(grad)
         torch.testing.assert_close(ours_x.grad, torch_x.grad, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(norm.weight.grad, torch_w.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_generation_equals_naive_loop_for_odd_widths():
+    # token_shift keeps the first ceil(dim / 2) features (chunk); the decode step must keep as many
+    config = tiny_config(positions="learned", global_dim=18, global_heads=2, local_dim=15, local_heads=3)
+    model = sharpened_model(config, seed=3)
+    torch.manual_seed(7)
+    prompt = torch.randint(0, 256, (2, 3))
+    assert torch.equal(model.generate(prompt, 29, temperature=0), naive_greedy(model, prompt, 29))

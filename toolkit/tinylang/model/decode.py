@@ -138,7 +138,8 @@ class BlockWeights:
     @classmethod
     def of(cls, block: "Block") -> "BlockWeights":
         norm = block.attn_norm.weight
-        kept = torch.arange(norm.shape[0], device=norm.device) < norm.shape[0] // 2
+        dim = norm.shape[0]
+        kept = torch.arange(dim, device=norm.device) < (dim + 1) // 2  # token_shift's chunk(2): ceil(dim / 2)
         return cls(norm.detach(), block.attn.qkv.weight.detach(), block.attn.out.weight.detach(),
                    block.mlp_norm.weight.detach(), block.mlp.up.weight.detach(), block.mlp.down.weight.detach(),
                    block.attn_norm.eps, block.attn.heads, kept)
