@@ -352,7 +352,8 @@ def markdown(report: dict) -> str:
     """The human-readable summary printed at the end of a run."""
     m = report["meta"]
     lines = [f"torch {m['torch']}, {m['device_name']}, {m['threads']} threads, batch {m['batch']} x {m['context']}, "
-             f"matmul ceiling {m['matmul_ceiling_gflops']:.1f} GFLOP/s ({m['matmul_dtype']} {m['matmul_size']}^2), "
+             "matmul ceiling " + ", ".join(f"{p} {g:.1f}" for p, g in m["matmul_ceilings_gflops"].items())
+             + f" GFLOP/s ({m['matmul_size']}^2), "
              f"load {m['loadavg_before'][0]:.2f} -> {m['loadavg_after'][0]:.2f}", "",
              "| config | model | params | train bytes/s | GFLOP/step | GFLOP/s | MFU | gen bytes/s | peak mem MiB "
              "| val bpb (steps) |", "|---|---|" + "--:|" * 8]
@@ -445,15 +446,14 @@ def main(argv: list[str] | None = None) -> None:
                                               c.local_layers, c.global_dim // c.global_heads)}
         args.batch, args.context = args.batch or 16, args.context or c.context_bytes
         args.skip_bpb = True  # the seed text is far too small for a 40M model; CPU answers that question
-        dtype, size, name = torch.bfloat16, 8192, torch.cuda.get_device_name()
+        size, name = 8192, torch.cuda.get_device_name()
     else:
         specs = {n: CPU_SPECS[n] for n in args.configs.split(",")}
         args.batch, args.context = args.batch or 8, args.context or 1024
-        dtype, size, name = torch.float32, 2048, proc_field("/proc/cpuinfo", "model name")
+        size, name = 2048, proc_field("/proc/cpuinfo", "model name")
     # MFU is against the matmul ceiling of the precision each model trains in
     ceilings = {precision_name(d): matmul_ceiling(size, d or torch.float32, device, args.matmul_repeats)
                 for d in {precision(k, device) for k in KINDS}}
-    ceiling = ceilings[precision_name(None if dtype == torch.float32 else dtype)]
     with tempfile.TemporaryDirectory() as cache:
         data = None if args.skip_bpb else ByteData.from_config(DataConfig(path=args.text, cache_dir=cache))
         configs = {n: bench_config(n, spec, args, device, ceilings, data) for n, spec in specs.items()}
@@ -462,8 +462,8 @@ def main(argv: list[str] | None = None) -> None:
             "loadavg_after": os.getloadavg(), "seconds": time.time() - started,
             # CPU seconds / wall seconds well under the thread count: something else had the cores
             "process_cpu_seconds": time.process_time() - cpu_started, "quick": args.quick,
-            "batch": args.batch, "context": args.context, "matmul_ceiling_gflops": ceiling, "matmul_ceilings_gflops": ceilings,
-            "matmul_dtype": str(dtype).removeprefix("torch."), "matmul_size": size, "budget_s": args.budget_s,
+            "batch": args.batch, "context": args.context, "matmul_ceilings_gflops": ceilings,
+            "matmul_size": size, "budget_s": args.budget_s,
             "options": {k: v for k, v in vars(args).items() if k != "memory_child"}}
     report = {"meta": meta, "configs": configs}
     if args.out:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .config import PAD_ID
-from .decode import DecodeWeights, GenerationState, LayerCache, kept_past_context, native_kernels
+from .decode import DecodeWeights, GenerationState, LayerCache, kept_past_context
 from .megabyte import Megabyte
 
 
@@ -81,8 +81,7 @@ class RaggedBatch:
                                    device=device)
             saved = [(cache.previous_attn_in, cache.previous_mlp_in) for cache in self.global_caches]
             positions = torch.where(completing, s // P, s // P + 1).clamp(max=c.max_patches - 1)
-            with native_kernels(device):
-                cond = self.weights.global_step(patches, self.global_caches, positions)
+            cond = self.weights.global_step(patches, self.global_caches, positions)
             if bool(completing.all()):
                 self.cond = cond
             else:
@@ -95,9 +94,8 @@ class RaggedBatch:
                 cache.previous_attn_in = cache.previous_attn_in.masked_fill(completing[:, None], 0.0)
                 cache.previous_mlp_in = cache.previous_mlp_in.masked_fill(completing[:, None], 0.0)
         j = s % P
-        with native_kernels(device):
-            cond = self.cond[torch.arange(n, device=device), j]
-            self.logits = self.weights.local_step(new_bytes.to(device), cond, self.local_caches, j)
+        cond = self.cond[torch.arange(n, device=device), j]
+        self.logits = self.weights.local_step(new_bytes.to(device), cond, self.local_caches, j)
         self.lengths = s
         for r in overflow:  # past the context: re-encode the row's last half-context, as generate() does
             tail = torch.tensor([self.history[r][-kept_past_context(c):]], device=device)

@@ -50,7 +50,7 @@ class LayerCache:
         self.previous_attn_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
         self.previous_mlp_in = torch.zeros(batch, dim, dtype=like.dtype, device=like.device)
         self.length = 0
-        self._views: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._views: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def reset(self) -> None:
         self.length = 0
@@ -74,21 +74,13 @@ class LayerCache:
         cache.length, cache._views = length, {}
         return cache
 
-    # Views of k and v, made once per position: a view costs a few µs, as much as the arithmetic of a
-    # one-row step, and each step needs four.
-    def slot(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where the keys and values of ``position`` go, (batch, heads, 1, head_dim) each."""
-        views = self._views.get(("slot", position))
+    def span(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values of positions start .. stop - 1, (batch, heads, stop - start, head_dim)
+        each. Made once per span: a view costs a few µs, as much as the arithmetic of a one-row step,
+        and each step needs four."""
+        views = self._views.get((start, stop))
         if views is None:
-            views = self._views[("slot", position)] = (self.k[:, :, position : position + 1],
-                                                      self.v[:, :, position : position + 1])
-        return views
-
-    def prefix(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The keys and values of positions 0 .. length - 1."""
-        views = self._views.get(("prefix", length))
-        if views is None:
-            views = self._views[("prefix", length)] = (self.k[:, :, :length], self.v[:, :, :length])
+            views = self._views[(start, stop)] = (self.k[:, :, start:stop], self.v[:, :, start:stop])
         return views
 
     def fill(self, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -160,11 +152,11 @@ class BlockWeights:
         if positions is None or B == 1:  # one position for the whole batch: plain slices
             pos = cache.length if positions is None else int(positions[0])
             q, k = qkv.unbind(1)[:2] if rotary is None else rotary.at(qkv[:, :2], pos).unbind(1)
-            k_slot, v_slot = cache.slot(pos)
+            k_slot, v_slot = cache.span(pos, pos + 1)
             k_slot.copy_(k)
             v_slot.copy_(qkv.select(1, 2))
             cache.length = pos + 1
-            y = F.scaled_dot_product_attention(q, *cache.prefix(pos + 1))
+            y = F.scaled_dot_product_attention(q, *cache.span(0, pos + 1))
         else:
             q, k = qkv.unbind(1)[:2] if rotary is None else rotary.at(qkv[:, :2], positions[:, None]).unbind(1)
             where = positions.view(B, 1, 1, 1).expand(B, H, 1, D // H)
@@ -172,7 +164,7 @@ class BlockWeights:
             cache.v.scatter_(2, where, qkv.select(1, 2))
             span = int(positions.max()) + 1
             visible = torch.arange(span, device=x.device) <= positions[:, None]  # (batch, span)
-            y = F.scaled_dot_product_attention(q, *cache.prefix(span), attn_mask=visible[:, None, None])
+            y = F.scaled_dot_product_attention(q, *cache.span(0, span), attn_mask=visible[:, None, None])
         x = x + F.linear(y.view(B, D), self.out)
         h = rms_norm(torch.where(self.kept, x, cache.previous_mlp_in), self.mlp_norm, self.eps)
         cache.previous_mlp_in = x
@@ -225,17 +217,19 @@ class DecodeWeights:
         """The bytes of one completed patch per row, (batch, P) -> the local conditioning of the next
         patch, (batch, P, local_dim)."""
         B = patches.shape[0]
-        x = F.linear(F.embedding(patches, self.patch_byte_embed).view(B, -1), self.patch_proj)
-        g = self.global_stack.step(x, caches, positions)
-        return F.linear(g, self.global_to_local).view(B, self.patch_size, self.local_dim)
+        with native_kernels(patches.device):
+            x = F.linear(F.embedding(patches, self.patch_byte_embed).view(B, -1), self.patch_proj)
+            g = self.global_stack.step(x, caches, positions)
+            return F.linear(g, self.global_to_local).view(B, self.patch_size, self.local_dim)
 
     def local_step(
         self, new_bytes: torch.Tensor, cond: torch.Tensor, caches: list[LayerCache], positions: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Each row's newest byte (batch,) and its position's conditioning (batch, local_dim) ->
         next-byte logits (batch, vocab)."""
-        x = F.embedding(new_bytes, self.local_byte_embed) + cond
-        return F.linear(self.local_stack.step(x, caches, positions), self.head_weight, self.head_bias)
+        with native_kernels(new_bytes.device):
+            x = F.embedding(new_bytes, self.local_byte_embed) + cond
+            return F.linear(self.local_stack.step(x, caches, positions), self.head_weight, self.head_bias)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,9 +286,8 @@ class GenerationState:
             return
         self.length = s
         j = s % P
-        with native_kernels(new_bytes.device):
-            if j == 0:  # a patch is complete: one global step, and a fresh local cache for the next patch
-                self.cond = self.weights.global_step(self.history[:, self.filled - P : self.filled], self.global_caches)
-                for cache in self.local_caches:
-                    cache.reset()
-            self.logits = self.weights.local_step(new_bytes, self.cond[:, j], self.local_caches)
+        if j == 0:  # a patch is complete: one global step, and a fresh local cache for the next patch
+            self.cond = self.weights.global_step(self.history[:, self.filled - P : self.filled], self.global_caches)
+            for cache in self.local_caches:
+                cache.reset()
+        self.logits = self.weights.local_step(new_bytes, self.cond[:, j], self.local_caches)

@@ -18,9 +18,14 @@ from torch import nn
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """``F.rms_norm`` over the last dimension, without autograd's bookkeeping of its parts. Off the
     CPU, or in other precisions (whose statistics it computes in fp32), ``F.rms_norm`` itself."""
-    if x.dtype != torch.float32 or x.device.type != "cpu":
+    if not _written_out(x, weight):
         return F.rms_norm(x, x.shape[-1:], weight, eps)
     return x * _inverse_rms(x, eps) * weight
+
+
+def _written_out(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """fp32 on a CPU: where the written-out norm was measured faster and agrees bit for bit."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
 
 
 def _inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -53,6 +58,6 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
+        if not _written_out(x, self.weight):
             return F.rms_norm(x, self.shape, self.weight, self.eps)
         return _RMSNormFunction.apply(x, self.weight, self.eps)
