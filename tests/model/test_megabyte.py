@@ -180,13 +180,14 @@ def test_forty_million_model_has_sane_gradients_at_init():
 
 
 def test_rms_norm_matches_torchs_forward_bit_for_bit_and_its_gradients():
-    from tinylang.model.norm import RMSNorm, rms_norm
+    from tinylang.model.norm import FrozenRMSNorm, RMSNorm
 
     torch.manual_seed(0)
     for shape in ((1, 160), (3, 64), (2, 5, 96), (4, 640), (64, 1000)):
         x, weight = torch.randn(*shape) * 3, torch.rand(shape[-1]) + 0.5
         expected = torch.nn.functional.rms_norm(x, shape[-1:], weight, 1e-6)
-        assert torch.equal(rms_norm(x, weight, 1e-6), expected)  # the decode step's norm
+        assert torch.equal(FrozenRMSNorm(weight, 1e-6)(x), expected)  # the decode step's norm
+        assert torch.equal(FrozenRMSNorm(weight, 1e-6)(x.bfloat16()), torch.nn.functional.rms_norm(x.bfloat16(), shape[-1:], weight, 1e-6))
         norm = RMSNorm(shape[-1])
         norm.weight.data.copy_(weight)
         ours_x, torch_x = x.clone().requires_grad_(), x.clone().requires_grad_()

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import PAD_ID, MegabyteConfig
-from .norm import rms_norm
+from .norm import FrozenRMSNorm
 
 if TYPE_CHECKING:  # megabyte.py imports this module
     from .megabyte import Block, Megabyte, Rotary, Transformer
@@ -117,24 +117,23 @@ def native_kernels(device: torch.device) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class BlockWeights:
-    attn_norm: torch.Tensor
+    attn_norm: FrozenRMSNorm
     qkv: torch.Tensor
     out: torch.Tensor
-    mlp_norm: torch.Tensor
+    mlp_norm: FrozenRMSNorm
     up: torch.Tensor
     down: torch.Tensor
-    eps: float
     heads: int
     kept: torch.Tensor  # (dim,) True for the features the token shift keeps from the current position
 
     @classmethod
     def of(cls, block: "Block") -> "BlockWeights":
-        norm = block.attn_norm.weight
-        dim = norm.shape[0]
-        kept = torch.arange(dim, device=norm.device) < (dim + 1) // 2  # token_shift's chunk(2): ceil(dim / 2)
-        return cls(norm.detach(), block.attn.qkv.weight.detach(), block.attn.out.weight.detach(),
-                   block.mlp_norm.weight.detach(), block.mlp.up.weight.detach(), block.mlp.down.weight.detach(),
-                   block.attn_norm.eps, block.attn.heads, kept)
+        attn_norm, mlp_norm = block.attn_norm, block.mlp_norm
+        dim = attn_norm.weight.shape[0]
+        kept = torch.arange(dim, device=attn_norm.weight.device) < (dim + 1) // 2  # token_shift's chunk(2): ceil(dim / 2)
+        return cls(FrozenRMSNorm(attn_norm.weight, attn_norm.eps), block.attn.qkv.weight.detach(),
+                   block.attn.out.weight.detach(), FrozenRMSNorm(mlp_norm.weight, mlp_norm.eps),
+                   block.mlp.up.weight.detach(), block.mlp.down.weight.detach(), block.attn.heads, kept)
 
     def step(
         self, x: torch.Tensor, rotary: "Rotary | None", cache: LayerCache, positions: torch.Tensor | None
@@ -146,7 +145,7 @@ class BlockWeights:
         B, D = x.shape
         H = self.heads
         # the token shift as one selection: the two halves and a concatenation cost three operations
-        h = rms_norm(torch.where(self.kept, x, cache.previous_attn_in), self.attn_norm, self.eps)
+        h = self.attn_norm(torch.where(self.kept, x, cache.previous_attn_in))
         cache.previous_attn_in = x
         qkv = F.linear(h, self.qkv).view(B, 3, H, 1, D // H)  # the 1: one query position, as SDPA wants it
         if positions is None or B == 1:  # one position for the whole batch: plain slices
@@ -166,7 +165,7 @@ class BlockWeights:
             visible = torch.arange(span, device=x.device) <= positions[:, None]  # (batch, span)
             y = F.scaled_dot_product_attention(q, *cache.span(0, span), attn_mask=visible[:, None, None])
         x = x + F.linear(y.view(B, D), self.out)
-        h = rms_norm(torch.where(self.kept, x, cache.previous_mlp_in), self.mlp_norm, self.eps)
+        h = self.mlp_norm(torch.where(self.kept, x, cache.previous_mlp_in))
         cache.previous_mlp_in = x
         return x + F.linear(F.gelu(F.linear(h, self.up)), self.down)
 
@@ -176,15 +175,14 @@ class StackWeights:
     """A Transformer's weights for decode steps."""
 
     blocks: list[BlockWeights]
-    norm: torch.Tensor
-    eps: float
+    norm: FrozenRMSNorm
     rotary: "Rotary | None"
     position_embedding: torch.Tensor | None
 
     @classmethod
     def of(cls, stack: "Transformer") -> "StackWeights":
         table = stack.position_embedding
-        return cls([BlockWeights.of(b) for b in stack.blocks], stack.norm.weight.detach(), stack.norm.eps,
+        return cls([BlockWeights.of(b) for b in stack.blocks], FrozenRMSNorm(stack.norm.weight, stack.norm.eps),
                    stack.rotary, None if table is None else table.weight.detach())
 
     def step(self, x: torch.Tensor, caches: list[LayerCache], positions: torch.Tensor | None = None) -> torch.Tensor:
@@ -194,7 +192,7 @@ class StackWeights:
             x = x + self.position_embedding[caches[0].length if positions is None else positions]
         for block, cache in zip(self.blocks, caches):
             x = block.step(x, self.rotary, cache, positions)
-        return rms_norm(x, self.norm, self.eps)
+        return self.norm(x)
 
 
 class DecodeWeights:

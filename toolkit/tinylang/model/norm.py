@@ -15,12 +15,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """``F.rms_norm`` over the last dimension, without autograd's bookkeeping of its parts. Off the
-    CPU, or in other precisions (whose statistics it computes in fp32), ``F.rms_norm`` itself."""
-    if not _written_out(x, weight):
-        return F.rms_norm(x, x.shape[-1:], weight, eps)
-    return x * _inverse_rms(x, eps) * weight
+class FrozenRMSNorm:
+    """``F.rms_norm`` over the last dimension with a fixed weight and no autograd, prepared for many
+    calls on one row (decode steps): the divisor and eps are 0-dim tensors made once. A Python number
+    passed to an op is converted to a tensor on every call, 4 to 5 µs on a CPU, three times what the
+    op itself costs on one row; the arithmetic is the same (the divisor and float32(eps) either way).
+    Off the CPU, or in other precisions (whose statistics it computes in fp32), ``F.rms_norm`` itself."""
+
+    def __init__(self, weight: torch.Tensor, eps: float):
+        self.weight, self.eps = weight.detach(), eps
+        self.written_out = _written_out(self.weight, self.weight)  # for inputs of the weight's dtype
+        self._n = torch.tensor(weight.shape[-1], dtype=weight.dtype, device=weight.device)
+        self._eps = torch.tensor(eps, dtype=weight.dtype, device=weight.device)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.written_out and x.dtype is self.weight.dtype):
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return x * _inverse_rms(x, self._n, self._eps) * self.weight
 
 
 def _written_out(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -28,15 +39,15 @@ def _written_out(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
 
 
-def _inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+def _inverse_rms(x: torch.Tensor, n: int | torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
     # x * x and sum / n are how PyTorch computes pow(x, 2) and mean, bit for bit, with fewer wrappers
-    return torch.rsqrt((x * x).sum(dim=-1, keepdim=True).div_(x.shape[-1]).add_(eps))
+    return torch.rsqrt((x * x).sum(dim=-1, keepdim=True).div_(n).add_(eps))
 
 
 class _RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        scale = _inverse_rms(x, eps)
+        scale = _inverse_rms(x, x.shape[-1], eps)
         normed = x * scale
         ctx.save_for_backward(normed, scale, weight)
         return normed * weight
