@@ -7,8 +7,10 @@ operations, and on a CPU each costs more in framework overhead than in arithmeti
    passed to an op costs several µs more than the same storage as a plain tensor, and so does every
    ``module.weight`` lookup);
  * flatten a block into the fewest operations, RMSNorm included (norm.py), and count views too: a
-   slice costs about as much as an addition on one row, so the KV cache keeps its per-position views
-   and the token shift is one ``torch.where``;
+   slice costs about as much as an addition on one row, so the KV cache keeps its per-position views,
+   the token shift is one ``torch.where`` and matmuls take weights' transposed views made once;
+ * pass ops no Python numbers, which become tensors on every call (4-5 µs, more than the op): the
+   norms hold their divisor and eps as 0-dim tensors (``FrozenRMSNorm``);
  * run GELU on PyTorch's own kernel instead of oneDNN's, which is 5x slower on one row of 640 values
    (3 against 17 µs) and only pays at training sizes.
 
@@ -136,8 +138,8 @@ class BlockWeights:
     @classmethod
     def of(cls, block: "Block") -> "BlockWeights":
         attn_norm, mlp_norm = block.attn_norm, block.mlp_norm
-        dim = attn_norm.weight.shape[0]
-        kept = torch.arange(dim, device=attn_norm.weight.device) < (dim + 1) // 2  # token_shift's chunk(2): ceil(dim / 2)
+        dim, device = attn_norm.weight.shape[0], attn_norm.weight.device
+        kept = torch.arange(dim, device=device) < (dim + 1) // 2  # token_shift's chunk(2): ceil(dim / 2)
         return cls(FrozenRMSNorm(attn_norm.weight, attn_norm.eps), _mm_weight(block.attn.qkv),
                    _mm_weight(block.attn.out), FrozenRMSNorm(mlp_norm.weight, mlp_norm.eps),
                    _mm_weight(block.mlp.up), _mm_weight(block.mlp.down), block.attn.heads, kept)
