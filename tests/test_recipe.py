@@ -77,3 +77,32 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("data: [unclosed")
     with pytest.raises(RecipeError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_override_values_that_are_not_yaml_structure_stay_text(recipe_file):
+    recipe = load_recipe(recipe_file, ["eval.sample_prompt=Hän sanoi: hei", "output.dir=123"])
+    assert recipe.eval.sample_prompt == "Hän sanoi: hei"  # YAML would read a mapping
+    assert recipe.output.dir == "123"  # a number where text belongs is text
+    with pytest.raises(RecipeError, match=r"train.max_steps=\[1.*not valid YAML"):
+        load_recipe(recipe_file, ["train.max_steps=[1"])
+
+
+def test_booleans_are_not_numbers(recipe_file):
+    from pydantic import ValidationError
+
+    from tinylang.model import MegabyteConfig
+
+    with pytest.raises(RecipeError, match="train.max_steps: .*true is not a valid value"):
+        load_recipe(recipe_file, ["train.max_steps=yes"])  # YAML's yes is true, which pydantic takes as 1
+    assert load_recipe(recipe_file, ["train.compile=yes"]).train.compile is True
+    with pytest.raises(ValidationError, match="patch_size"):
+        MegabyteConfig(patch_size=True)
+
+
+def test_a_key_given_twice_and_a_folder_are_refused(tmp_path, recipe_file):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(recipe_file.read_text() + "\n" + "train:\n  max_steps: 3\n")
+    with pytest.raises(RecipeError, match="found the key 'train' twice"):
+        load_recipe(twice)
+    with pytest.raises(RecipeError, match="a folder, not a recipe file"):
+        load_recipe(tmp_path)

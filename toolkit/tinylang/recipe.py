@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .model import MegabyteConfig
+from .model.config import no_booleans_for_numbers
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a number where text belongs is text (--set eval.sample_prompt=123 reads 123 as a number)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+    _no_booleans = field_validator("*", mode="before")(no_booleans_for_numbers)
 
 
 class DataConfig(_Section):
@@ -118,6 +121,40 @@ class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file and the key path."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping, where plain YAML silently keeps the last:
+    a recipe with two ``max_steps`` would train for the one the reader did not look at."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _override_value(item: str, text: str) -> Any:
+    """The value of ``key=text``, read as YAML (``3e-4``, ``true``, ``null``, ``[1, 2]``); text that
+    only looks like YAML structure (``Hän sanoi: hei``) stays text."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        if text[0] not in "[{\"'":
+            return text
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RecipeError(f"override {item!r}: the value is not valid YAML ({problem}); "
+                          "quote text that starts with a bracket or a quote") from None
+    if isinstance(value, (dict, list)) and text[0] not in "[{":
+        return text
+    return value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` strings; values are parsed as YAML (``3e-4``, ``true``, ``null``)."""
     for item in overrides:
@@ -131,7 +168,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if not isinstance(child, dict):
                 raise RecipeError(f"override {item!r}: {key!r} is not a section")
             node = child
-        node[keys[-1]] = yaml.safe_load(value_text) if value_text.strip() else ""
+        node[keys[-1]] = _override_value(item, value_text)
     return raw
 
 
@@ -153,10 +190,12 @@ def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
+    if path.is_dir():
+        raise RecipeError(f"{path}: a folder, not a recipe file (recipes are YAML files, e.g. recipes/fi-tiny.yaml)")
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
         raise RecipeError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):

@@ -7,9 +7,9 @@ Byte 0 is an ordinary byte (the reference implementation used it as padding and 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 BOS_ID = 256  # begins every story
 EOS_ID = 257  # ends every story
@@ -17,11 +17,24 @@ PAD_ID = 258  # never a real byte; ignored by the loss
 VOCAB_SIZE = 259
 
 
+def no_booleans_for_numbers(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A ``field_validator("*", mode="before")``: true/false are not numbers. YAML reads yes, no, on
+    and off as booleans, and pydantic would take them as 1 and 0, so ``max_steps: yes`` trained for one
+    step instead of failing."""
+    if isinstance(value, bool) and info.field_name is not None:
+        annotation = cls.model_fields[info.field_name].annotation
+        if annotation is not bool and bool not in get_args(annotation):
+            raise ValueError(f"{str(value).lower()} is not a valid value here (YAML reads yes, no, on and off "
+                             "as true and false)")
+    return value
+
+
 class MegabyteConfig(BaseModel):
     """Sizes of a two-stage MEGABYTE model. Dimensions are per stage: the global model works on
     patches, the local model on the bytes inside one patch."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _no_booleans = field_validator("*", mode="before")(no_booleans_for_numbers)
 
     patch_size: int = Field(8, ge=1, le=64, description="Bytes per patch (P).")
     context_bytes: int = Field(1024, ge=1, description="Longest input in bytes; a multiple of patch_size.")
