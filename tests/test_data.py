@@ -144,3 +144,33 @@ def test_bad_rows_stop_training_with_one_line_naming_the_row(tmp_path, recipe_fi
     assert result.returncode == 1
     assert f"{path}:2: the 'text' column holds int 123, not text" in " ".join(result.stderr.split())
     assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_cache_is_encoded_again(tmp_path):
+    path = write_txt(tmp_path / "s.txt", make_stories(100))
+    config = DataConfig(path=str(path), cache_dir=str(tmp_path / "cache"), validation_fraction=0.1)
+    first = ByteData.from_config(config).train.ids.copy()
+    (cached,) = (tmp_path / "cache").glob("*-train.u16")
+    for size in (1001, 1000):  # odd: not uint16 at all; even: a silently shorter corpus
+        with cached.open("r+b") as handle:
+            handle.truncate(size)
+        assert np.array_equal(ByteData.from_config(config).train.ids, first)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_story(tmp_path):
+    stories = make_stories(40)
+    txt = tmp_path / "bom.txt"
+    txt.write_bytes(b"\xef\xbb\xbf" + "".join(f"{s}\n<|endoftext|>\n" for s in stories).encode())
+    jsonl = tmp_path / "bom.jsonl"
+    jsonl.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"text": s}) + "\n" for s in stories).encode())
+    for path in (txt, jsonl):
+        data = ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "cache"), validation_fraction=0.2))
+        ids = np.concatenate([data.train.ids, data.validation.ids])
+        assert 0xEF not in ids.tolist() and data.train.stories + data.validation.stories == 40
+
+
+def test_an_uncreatable_cache_dir_is_one_line(tmp_path):
+    path = write_txt(tmp_path / "s.txt", make_stories(20))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SourceError, match="data.cache_dir .*afile is a file, not a folder"):
+        ByteData.from_config(DataConfig(path=str(path), cache_dir=str(tmp_path / "afile" / "cache")))

@@ -208,3 +208,29 @@ def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path,
     del payload["workdir"]
     torch.save(payload, project / "runs" / "r" / "checkpoint.pt")
     assert load_model(project / "runs" / "r")[1].data.path == recipe.data.path
+
+
+def test_an_output_dir_that_cannot_be_made_fails_before_encoding(recipe_file, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    cache = tmp_path / "fresh-cache"
+    with pytest.raises(TrainError, match="output.dir .*afile is a file, not a folder"):
+        train(load_recipe(recipe_file, [f"output.dir={tmp_path / 'afile' / 'run'}", f"data.cache_dir={cache}"]))
+    assert not cache.exists() and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_split_shorter_than_one_window_is_said_and_counted(recipe_file, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from tests.conftest import make_stories, write_txt
+    from tinylang.data import ByteData
+
+    small = write_txt(tmp_path / "few.txt", make_stories(12))
+    out = StringIO()
+    recipe = load_recipe(recipe_file, [f"data.path={small}", "data.validation_fraction=0.3", "model.context_bytes=2048",
+                                       f"output.dir={tmp_path / 'short'}", "train.max_steps=1"])
+    train(recipe, console=Console(file=out, width=300))
+    assert "less than one window of model.context_bytes=2,048" in " ".join(out.getvalue().split())
+    split = len(ByteData.from_config(recipe.data).train)
+    assert metrics(tmp_path / "short")[0]["bytes"] == 4 * (split - 1)  # batch 4 of the whole split, not 4 x 2048

@@ -22,6 +22,7 @@ import torch
 from rich.console import Console
 
 from .model import BOS_ID, EOS_ID
+from .outputs import make_folder
 from .recipe import DataConfig
 from .sources import SourceError, StorySource, fingerprint, open_source, read_stories
 
@@ -195,15 +196,36 @@ def _exclusive(lock_path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _cache_damage(data_path: Path, meta_path: Path) -> str | None:
+    """What is wrong with a cached split, or None. Encoding writes atomically, so this catches files
+    changed afterwards (a disk filling up during a copy, a truncation): trusted, a truncated stream
+    trained on a fraction of the corpus without a word, or ended in a numpy traceback."""
+    if not (data_path.is_file() and meta_path.is_file()):
+        return None
+    size = data_path.stat().st_size
+    try:
+        expected = json.loads(meta_path.read_text()).get("bytes", size)  # caches from before "bytes" was kept
+    except (OSError, ValueError, AttributeError):
+        return "its description is unreadable"
+    if size != expected or size % 2:
+        return f"{size:,} bytes where {expected:,} were written"
+    return None
+
+
 def load_split(source: StorySource, split: str, cache_dir: Path, console: Console | None = None,
                train_stories: int | None = None) -> ByteStream:
     """The encoded split, from the cache when the source has not changed. ``train_stories`` (when the
     validation split is loaded after train) lets an empty validation split say why."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    problem = make_folder(cache_dir, "data.cache_dir")
+    if problem:
+        raise SourceError(problem)
     key = _cache_key(source, split)
     data_path, meta_path = cache_dir / f"{key}-{split}.u16", cache_dir / f"{key}-{split}.json"
     with _exclusive(cache_dir / f"{key}-{split}.lock"):
-        if not (data_path.is_file() and meta_path.is_file()):
+        damaged = _cache_damage(data_path, meta_path)
+        if damaged and console is not None:
+            console.print(f"[yellow]{data_path}: {damaged}; encoding it again")
+        if damaged or not (data_path.is_file() and meta_path.is_file()):
             if console is not None:
                 console.print(f"Encoding {split} stories from {source.location} -> {data_path}")
                 for path, why in source.ignored[:5] if split == "train" else ():
@@ -211,7 +233,8 @@ def load_split(source: StorySource, split: str, cache_dir: Path, console: Consol
                 if split == "train" and len(source.ignored) > 5:
                     console.print(f"  not read: {len(source.ignored) - 5:,} more files")
             stories, skipped = _encode_to_file(source, split, data_path, console)
-            meta = {"stories": stories, "skipped": skipped, "source": source.location, "split": split}
+            meta = {"stories": stories, "skipped": skipped, "source": source.location, "split": split,
+                    "bytes": data_path.stat().st_size}
             meta_path.write_text(json.dumps(meta))
             if console is not None and skipped:
                 console.print(f"  skipped {_skipped_text(skipped)} in {source.location}")

@@ -26,3 +26,17 @@ def output_folder_problem(out: str | Path, writer: str, is_own: Callable[[Path],
     shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
     return (f"{out} already holds files that {writer} did not write ({shown}); writing there would overwrite "
             f"them: choose a new or empty {option}")
+
+
+def make_folder(folder: str | Path, option: str) -> str | None:
+    """Create ``folder`` (and its parents) if needed; why that failed, naming ``option`` (the recipe
+    key or flag that chose it), or None. Without this a file in the way, or a place without write
+    permission, ends a command in a traceback after minutes of work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{blocking} is a file, not a folder" if blocking is not None else error.strerror or str(error)
+        return f"{option} {folder}: cannot create the folder ({why})"
+    return None

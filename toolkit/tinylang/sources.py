@@ -136,9 +136,11 @@ def not_utf8_message(path: Path) -> str:
 
 
 def _read_txt(path: Path) -> Iterator[str]:
-    """TinyStories release format: stories separated by <|endoftext|>, on its own line or inside one."""
+    """TinyStories release format: stories separated by <|endoftext|>, on its own line or inside one.
+    Files are read as UTF-8 with or without a byte-order mark (Windows editors write one), here and
+    in JSONL: kept, it became three bytes of the first story."""
     parts: list[str] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for line in _utf8_lines(handle, path):
             *ended, rest = line.split(STORY_SEPARATOR)
             for piece in ended:
@@ -178,7 +180,7 @@ def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[s
         yield from ((None, text) for text in _read_txt(path))
         return
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             for number, line in enumerate(_utf8_lines(handle, path), 1):
                 if line.strip():
                     try:

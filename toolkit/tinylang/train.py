@@ -33,6 +33,7 @@ from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load
 from .data import ByteData, bits_per_byte, decode_bytes
 from .distributed import Distributed
 from .model import BOS_ID, Megabyte
+from .outputs import make_folder
 from .recipe import OptimConfig, Recipe, recipe_to_yaml
 from .runtime import autocast_context, pick_precision
 
@@ -256,6 +257,9 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     if resume and not ckpt_path.exists():
         console.print(f"[yellow]No checkpoint in {run_dir}; starting a new run.")
         resume = False
+    problem = make_folder(run_dir, "output.dir") if dist.is_main else None  # before minutes of encoding
+    if problem:
+        raise TrainError(problem)
 
     device = dist.device
     dtype = pick_precision(cfg.precision, device)
@@ -263,6 +267,11 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     seed_everything(cfg.seed)
     data = ByteData.from_config(recipe.data, console)  # one rank encodes, the others wait on its lock
     context = recipe.model.context_bytes
+    window = min(context, len(data.train) - 1)  # the inputs of one training window (random_batch)
+    if window < context:
+        console.print(f"[yellow]The training split holds {len(data.train):,} ids, less than one window of "
+                      f"model.context_bytes={context:,}: every window is the whole split ({window:,} bytes), "
+                      "so every step sees the same text. Add stories, or lower model.context_bytes.")
     # the same windows whatever the number of processes: each rank evaluates every N-th batch
     val_batches = data.validation.fixed_batches(recipe.eval.batches * dist.world_size, cfg.batch_size, context)
 
@@ -303,7 +312,6 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         if cfg.init_from:
             _init_weights(model, cfg.init_from, recipe, console)
         if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             for name in (METRICS_NAME, SAMPLES_NAME):
                 (run_dir / name).unlink(missing_ok=True)
     if dist.is_main:
@@ -316,7 +324,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         )
     forward = torch.compile(wrapped) if cfg.compile else wrapped
     evaluate_with = model if dist.enabled else forward  # DDP's wrapper is for training steps only
-    bytes_per_step = dist.world_size * cfg.batch_size * grad_accum * context
+    bytes_per_step = dist.world_size * cfg.batch_size * grad_accum * window
     processes = f" x {dist.world_size} processes" if dist.enabled else ""
     console.print(
         f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}{processes}"
