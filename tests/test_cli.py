@@ -54,7 +54,7 @@ def test_export_writes_safetensors_config_and_card(trained_run, tmp_path):
     "args, message",
     [
         (["train", "missing.yaml"], "no such recipe file"),
-        (["generate", "no/such/run"], "no checkpoint here"),
+        (["generate", "no/such/run"], "no such run folder"),
         (["export", "no/such/run", "out"], "no checkpoint here"),
     ],
 )

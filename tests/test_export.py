@@ -71,3 +71,29 @@ def test_an_export_given_as_the_run_says_what_export_expects(run_dir, tmp_path):
     assert not (tmp_path / "again").exists()
     _, failed_cleanly, text = export_cli(str(tmp_path), str(tmp_path / "again"))
     assert failed_cleanly and "no checkpoint here; export takes a run directory" in text
+
+
+def test_damaged_exports_are_one_line_each(run_dir, tmp_path):
+    import json
+
+    from tinylang.checkpoint import CheckpointError, load_model
+
+    exported = export_run(run_dir, tmp_path / "export")
+    mode = (exported / "model.safetensors").stat().st_mode & 0o777
+    assert mode == (exported / "config.json").stat().st_mode & 0o777  # not safetensors' own 0600
+    weights = (exported / "model.safetensors").read_bytes()
+    (exported / "model.safetensors").write_bytes(weights[:500])
+    with pytest.raises(CheckpointError, match="model.safetensors: cannot read the weights, .*corrupt or truncated"):
+        load_model(exported)
+    (exported / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"an export without its weights \(model.safetensors\)"):
+        load_model(exported)
+    (exported / "model.safetensors").write_bytes(weights)
+    config = json.loads((exported / "config.json").read_text())
+    config["model"]["local_dim"] *= 2
+    (exported / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="do not fit config.json's model") as error:
+        load_model(exported)
+    assert len(str(error.value).splitlines()) <= 5  # three tensors named, then a count; not a page
+    with pytest.raises(CheckpointError, match="no such run folder, checkpoint or export"):
+        load_model(tmp_path / "missing")

@@ -59,24 +59,34 @@ def check_same_model(saved: dict[str, Any], config: MegabyteConfig, path: str | 
     current = config.model_dump()
     diffs = [f"model.{k}: checkpoint {saved.get(k)!r}, recipe {v!r}" for k, v in current.items() if saved.get(k) != v]
     if diffs:
-        raise CheckpointError(f"{path}: the checkpoint was trained with another model shape:\n  " + "\n  ".join(diffs))
+        raise CheckpointError(f"{path}: the checkpoint was trained with another model configuration:\n  " + "\n  ".join(diffs))
 
 
 def load_model(location: str | Path, device: str | torch.device = "cpu") -> tuple[Megabyte, Recipe | None]:
     """A model in eval mode from a run directory, a checkpoint file, or an exported folder."""
     location = Path(location)
-    if location.is_dir() and (location / "model.safetensors").is_file():
+    if not location.exists():
+        raise CheckpointError(f"{location}: no such run folder, checkpoint or export")
+    if location.is_dir() and ((location / "model.safetensors").is_file() or (location / "config.json").is_file()):
         return _load_export(location, device), None
     path = location / CHECKPOINT_NAME if location.is_dir() else location
     payload = load_checkpoint(path)
     recipe = with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
                              payload.get("workdir"), payload.get("data_kind"))
     model = Megabyte(recipe.model)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise CheckpointError(f"{path}: weights do not fit the stored model config ({error})") from None
+    _load_weights(model, payload["model"], f"{path}: the weights do not fit the stored model config")
     return model.to(device).eval(), recipe
+
+
+def _load_weights(model: Megabyte, state: dict[str, torch.Tensor], problem: str) -> None:
+    """``model.load_state_dict(state)``, or a CheckpointError of one short paragraph: PyTorch's own
+    message lists every mismatched tensor, a page for a model whose width changed."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        shown = "\n  ".join(lines[:3]) + (f"\n  ... and {len(lines) - 3} more" if len(lines) > 3 else "")
+        raise CheckpointError(f"{problem}:\n  {shown}") from None
 
 
 def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None, data_kind: str | None = None) -> Recipe:
@@ -110,12 +120,20 @@ def with_data_found(recipe: Recipe, run_dir: Path, workdir: str | None = None, d
 
 
 def _load_export(folder: Path, device: str | torch.device) -> Megabyte:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         config = MegabyteConfig.model_validate(json.loads((folder / "config.json").read_text())["model"])
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{folder}: config.json is missing or invalid ({error})") from None
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: an export without its weights (model.safetensors)")
+    try:
+        state = load_file(weights)
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(f"{weights}: cannot read the weights, the file is corrupt or truncated ({error})") from None
     model = Megabyte(config)
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    _load_weights(model, state, f"{weights}: the weights do not fit config.json's model")
     return model.to(device).eval()

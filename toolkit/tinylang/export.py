@@ -10,6 +10,7 @@ output folder must be new, empty or an earlier export: nothing else in it is ove
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -69,10 +70,18 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     }
     # config.json first: it marks the folder as an export, so an export cut short is finished by the next one
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
+    weights = out_dir / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
+    weights.chmod(0o666 & ~_umask())  # safetensors writes 0600: the one file of a shared export no one else could read
     (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(meta, Path(recipe.output.dir).name, out_dir), encoding="utf-8")
     return out_dir
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def run_problem(run_dir: Path) -> str | None:
