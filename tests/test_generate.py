@@ -79,3 +79,6 @@ def test_generate_refuses_an_empty_nucleus_and_can_sample_every_byte(recipe_file
     assert empty.exit_code == 1 and "--top-p must be above 0" in empty.output
     every = runner.invoke(app, ["generate", str(run), "--top-k", "0", "--max-bytes", "5", "--seed", "0"])
     assert every.exit_code == 0, every.output
+    latin1 = runner.invoke(app, ["generate", str(run), "--prompt", "Tarina \udce4", "--max-bytes", "5", "--seed", "0"])
+    assert latin1.exit_code == 0, latin1.output  # a Latin-1 terminal's ä: replaced, with a warning
+    assert latin1.stdout.startswith("Tarina \ufffd") and "--prompt is not UTF-8 (byte 0xe4" in latin1.stderr

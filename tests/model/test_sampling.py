@@ -53,3 +53,21 @@ def test_draw_is_multinomial_with_the_same_random_numbers():
         ours, theirs = torch.Generator().manual_seed(trial), torch.Generator().manual_seed(trial)
         assert torch.equal(draw(probs, ours), torch.multinomial(probs, 1, generator=theirs))
         assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_generate_checks_its_arguments_once():
+    import pytest
+
+    from tests.conftest import tiny_config
+    from tinylang.model import BOS_ID, Megabyte
+
+    model = Megabyte(tiny_config())
+    ids = torch.tensor([[BOS_ID, 65]])
+    assert model.generate(ids, 3, top_k=0).shape == (1, 5)  # 0 is every byte, as on the command line
+    assert torch.equal(model.generate(ids, 0), ids)
+    for kwargs, message in [(dict(top_k=-3), "top_k"), (dict(top_p=1.5), "top_p"), (dict(top_p=-0.1), "top_p"),
+                            (dict(temperature=float("nan")), "NaN"), (dict(max_new_bytes=-1), "max_new_bytes")]:
+        with pytest.raises(ValueError, match=message):
+            model.generate(ids, **({"max_new_bytes": 3} | kwargs))
+    with pytest.raises(ValueError, match="batch >= 1"):
+        model.generate(ids[:0], 3)

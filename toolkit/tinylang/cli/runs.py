@@ -65,6 +65,8 @@ def generate(
     from ..runtime import pick_device
 
     _check_top_p(top_p)
+    prompt = _utf8_argument(prompt, "--prompt")
+    words = None if words is None else _utf8_argument(words, "--words")
     try:
         model, recipe = load_model(run, pick_device(device))
     except (CheckpointError, RuntimeError) as error:
@@ -108,6 +110,18 @@ def generate(
     except KeyboardInterrupt:
         sys.stdout.write("\n")
         raise typer.Exit(130) from None
+
+
+def _utf8_argument(value: str, option: str) -> str:
+    """``value`` as valid text. Python hands over command-line bytes that are not UTF-8 (a Latin-1
+    terminal's ä) as lone surrogates, which cannot be encoded or printed; each becomes U+FFFD."""
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        errors.print(f"[yellow]warning:[/] {option} is not UTF-8 (byte 0x{raw[error.start]:02x} at {error.start + 1}); "
+                     "such bytes are replaced by U+FFFD. Set the terminal to UTF-8.", highlight=False)
+        return raw.decode("utf-8", "replace")
 
 
 def _check_top_p(top_p: Optional[float]) -> None:

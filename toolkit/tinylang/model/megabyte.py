@@ -30,7 +30,7 @@ from torch import nn
 from .config import EOS_ID, PAD_ID, VOCAB_SIZE, MegabyteConfig
 from .decode import GenerationState, LayerCache
 from .norm import RMSNorm
-from .sampling import LogitsProcessor, sample_next_byte
+from .sampling import LogitsProcessor, check_sampling, sample_next_byte
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,8 +284,12 @@ class Megabyte(nn.Module):
         processor: LogitsProcessor | None = None,
     ) -> Iterator[torch.Tensor]:
         """Like ``generate`` but yields each new column of ids, shape (batch,), as soon as it exists."""
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError("ids must be (batch, T) with T >= 1; start a story with BOS_ID")
+        if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"ids must be (batch, T) with batch >= 1 and T >= 1, got shape {tuple(ids.shape)}; "
+                             "start a story with BOS_ID")
+        if max_new_bytes < 0:
+            raise ValueError(f"max_new_bytes must be >= 0, got {max_new_bytes}")
+        check_sampling(temperature, top_k, top_p)
         was_training = self.training
         self.eval()
         try:

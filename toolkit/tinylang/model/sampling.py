@@ -8,6 +8,7 @@ only at the ids before it (a view, not a masked copy; this runs once per generat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -20,6 +21,18 @@ assert PAD_ID == VOCAB_SIZE - 1, "sampling drops PAD by slicing it off the end"
 LogitsProcessor = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """Raise ValueError for settings ``sample_next_byte`` cannot honour; once per generation, not
+    per byte. top_k 0 (or None) means all bytes, as on the command line; top_p 0 keeps only the
+    likeliest byte."""
+    if math.isnan(temperature):
+        raise ValueError("temperature is NaN; use 0 for greedy decoding, or a positive number")
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"top_k must be a whole number >= 1, or 0 / None for all bytes; got {top_k!r}")
+    if top_p is not None and not 0.0 <= top_p <= 1.0:
+        raise ValueError(f"top_p must be between 0 and 1 (the probability mass kept), or None; got {top_p!r}")
+
+
 def sample_next_byte(
     logits: torch.Tensor,
     temperature: float = 1.0,
@@ -27,13 +40,14 @@ def sample_next_byte(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """logits: (batch, vocab) -> ids (batch,). ``temperature <= 0`` means greedy."""
+    """logits: (batch, vocab) -> ids (batch,). ``temperature <= 0`` means greedy; ``top_k`` 0 or None
+    means all bytes."""
     logits = logits[:, :PAD_ID]
     if temperature <= 0:
         return logits.argmax(dim=-1)
     logits = logits.float() if temperature == 1.0 else logits.float() / temperature
     candidates = None  # ids of the kept logits when top-k has narrowed them
-    if top_k is not None and top_k < logits.shape[-1]:
+    if top_k and top_k < logits.shape[-1]:
         logits, candidates = torch.topk(logits, top_k, dim=-1)
     if top_p is not None and top_p < 1.0:
         logits, order = torch.sort(logits, dim=-1, descending=True)
