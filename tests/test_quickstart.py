@@ -81,3 +81,16 @@ def test_quickstart_never_asks_an_llm_for_stories(tmp_path, monkeypatch):
     for split in ("train", "validation"):
         (corpus / f"{split}.parquet").write_bytes(b"")
     assert _corpus_built_before(load_pack("sv"), corpus)["lang"] == "sv"
+
+
+def test_quickstart_finds_its_recipe_from_any_folder_and_checks_it_first(tmp_path, monkeypatch):
+    from tinylang.quickstart import _recipe_path
+    from tinylang.recipe import RecipeError
+
+    monkeypatch.chdir(tmp_path)  # no recipes/ here: the shipped one is used
+    assert _recipe_path(QuickstartOptions(lang="fi")) == REPO / "recipes" / "fi-tiny.yaml"
+    with pytest.raises(RecipeError, match="no such recipe file"):  # before step 1 writes a corpus
+        quickstart(QuickstartOptions(lang="fi", n=20, recipe=tmp_path / "missing.yaml"), Console(quiet=True))
+    with pytest.raises(RecipeError, match="unknown key"):
+        quickstart(QuickstartOptions(lang="fi", n=20, overrides=["train.max_stpes=3"]), Console(quiet=True))
+    assert not (tmp_path / "data").exists()

@@ -384,3 +384,15 @@ def test_a_full_queue_refuses_whole_requests_with_503(run_dir):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_null_means_the_default_as_in_openais_api():
+    from tinylang.serve.api import ChatRequest, CompletionRequest
+
+    request = CompletionRequest.model_validate({"model": MODEL, "prompt": "Tarina", "temperature": None, "top_p": None,
+                                                "n": None, "stream": None, "max_tokens": None})
+    assert (request.temperature, request.top_p, request.n, request.stream, request.max_tokens) == (1.0, 1.0, 1, False, None)
+    chat = ChatRequest.model_validate({"model": MODEL, "messages": [{"role": "user", "content": "hei"}], "temperature": None})
+    assert chat.temperature == 1.0
+    with pytest.raises(Exception, match="model"):
+        CompletionRequest.model_validate({"model": None, "prompt": "x"})

@@ -361,3 +361,12 @@ def test_story_records_that_are_not_utf8_name_their_line(tmp_path):
     path.write_bytes("".join(lines).encode("latin-1"))
     with pytest.raises(ValueError, match=r"shard.jsonl:4: not UTF-8 text \(byte 0xe9"):
         list(read_jsonl(path))
+
+
+def test_a_file_that_is_not_parquet_names_itself(tmp_path):
+    from tinylang.sources import iter_source_rows
+
+    bad = tmp_path / "stories.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(SourceError, match="stories.parquet: not a readable parquet file"):
+        list(iter_source_rows(bad))

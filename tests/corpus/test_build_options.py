@@ -152,3 +152,17 @@ def test_a_first_build_stopped_before_its_first_story_is_still_its_own_folder(ti
     (out / "llm-cache.sqlite").write_bytes(b"")
     assert is_build_folder(out)
     assert build_corpus(BuildOptions(lang=str(tiny_pack), n=5, out=out, filter=False)).stats["corpus"]["stories"] == 5
+
+
+def test_an_empty_source_or_a_split_it_lacks_is_refused_before_any_request(tiny_pack, tmp_path, llm_server):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    args = ("--lang", str(tiny_pack), "--mode", "translate", "--n", "2", "--base-url", llm_server.url, "--model", "m")
+    result, text = build_cli(*args, "--source", str(empty), "--out", str(tmp_path / "c1"))
+    assert refused(result) and "no stories to translate" in text, result.output
+    folder = tmp_path / "src"
+    folder.mkdir()
+    english_source(folder, ["a", "b"]).rename(folder / "train.jsonl")
+    result, text = build_cli(*args, "--source", str(folder), "--source-split", "test", "--out", str(tmp_path / "c2"))
+    assert refused(result) and "no test split here (it has: train)" in text, result.output
+    assert llm_server.requests == [] and not (tmp_path / "c1").exists() and not (tmp_path / "c2").exists()

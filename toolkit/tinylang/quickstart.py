@@ -51,10 +51,16 @@ class QuickstartResult:
 
 
 def _recipe_path(options: QuickstartOptions) -> Path:
+    """``--recipe``, else ``<lang>-tiny.yaml``, else ``fi-tiny.yaml``: from ./recipes, then from the
+    recipes/ beside the sources, so quickstart runs from any folder (as packs are found)."""
     if options.recipe:
         return Path(options.recipe)
-    own = Path("recipes") / f"{Path(options.lang).name}-tiny.yaml"
-    return own if own.is_file() else Path("recipes") / "fi-tiny.yaml"
+    shipped = Path(__file__).resolve().parents[2] / "recipes"
+    for name in (f"{Path(options.lang).name}-tiny.yaml", "fi-tiny.yaml"):
+        for folder in (Path("recipes"), shipped):
+            if (folder / name).is_file():
+                return folder / name
+    return Path("recipes") / "fi-tiny.yaml"  # missing everywhere: load_recipe says so
 
 
 def quickstart(options: QuickstartOptions, console: Console | None = None) -> QuickstartResult:
@@ -62,6 +68,9 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
     pack = load_pack(options.lang)
     corpus = Path("data") / f"{pack.code}-generate"
     run = Path("runs") / f"quickstart-{pack.code}"
+    recipe_path = _recipe_path(options)
+    # checked before step 1, so that a missing recipe or a bad --set does not come after the corpus
+    recipe = load_recipe(recipe_path, [f"data.path={corpus}", f"output.dir={run}", *options.overrides])
     n = options.n
     planned = stored_plan(corpus).get("n")
     if planned and planned > n:  # build-corpus refuses to shrink a corpus; the demo uses it whole
@@ -77,8 +86,7 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
     else:
         built_stats = _corpus_built_before(pack, corpus)
         console.print(f"The {pack.name} pack has no story grammar: using the corpus already in {corpus}.")
-    console.rule(f"2/4 training {_recipe_path(options)} -> {run}")
-    recipe = load_recipe(_recipe_path(options), [f"data.path={corpus}", f"output.dir={run}", *options.overrides])
+    console.rule(f"2/4 training {recipe_path} -> {run}")
     trained = train(recipe, resume=True, console=console)
     console.rule("3/4 stories")
     model, _ = load_model(run)
@@ -96,7 +104,7 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
     next_steps = [
         f"more stories: `tinylang generate {run} --prompt \"{prompt}\" --num 3`",
         f"talk to it from any OpenAI client or chat UI: `tinylang serve {run}` (docs/serve.md)",
-        f"train longer: `tinylang train {_recipe_path(options)} --set data.path={corpus} --set output.dir=runs/"
+        f"train longer: `tinylang train {recipe_path} --set data.path={corpus} --set output.dir=runs/"
         f"{pack.code}-longer --set train.max_steps=3000 --set optim.lr_decay_steps=3000`",
         f"an instruct model that writes on command: `tinylang build-corpus --lang {pack.code} --format instruct --out "
         f"data/{pack.code}-instruct`, then a recipe like `recipes/fi-instruct-tiny.yaml` (docs/generate.md)",

@@ -198,7 +198,10 @@ def _read_rows(path: Path, text_column: str, id_column: str) -> Iterator[tuple[s
         return
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise SourceError(f"{path}: not a readable parquet file ({error})") from None
     names = parquet.schema_arrow.names
     if text_column not in names:
         raise SourceError(f"{path}: no {text_column!r} column (columns: {', '.join(names)})")
@@ -329,6 +332,9 @@ def iter_source_rows(
     path = Path(location).expanduser()
     layout = folder_layout(path) if path.is_dir() else None
     if layout is not None:
+        if split not in layout.files:
+            present = sorted(name for name, files in layout.files.items() if files)
+            raise SourceError(f"{path}: no {split} split here (it has: {', '.join(present) or 'none'})")
         yield from _file_rows(path, layout.files[split], split, text_column, id_column)
     else:
         yield from split_rows(open_source(location, text_column, hf_config=hf_config), split, id_column)

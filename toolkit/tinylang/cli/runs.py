@@ -278,7 +278,15 @@ def evaluate_command(
     from ..langpack import PackError
     from ..llm import LLMFatalError
 
+    from ..runtime import pick_device
+
     _check_top_p(top_p)
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
+        fail(f"--name {name!r} must be a plain folder name: results go to RUN/eval/NAME/")
+    try:
+        pick_device(device)  # a device torch does not have: one line now, not a traceback after loading
+    except RuntimeError as error:
+        fail(str(error))
     options = EvalOptions(run=run, lang=lang, name=name, samples=samples, temperature=temperature, top_k=top_k or None,
                           top_p=top_p, max_bytes=max_bytes, seed=seed, limit=limit, instruct=instruct, guidance=guidance,
                           device=device,

@@ -244,6 +244,9 @@ def build_corpus(options: BuildOptions, console: Console | None = None) -> Build
         raise BuildError(problem)
     backend, settings = choose_backend(pack, options, console)
     requests = plan(pack, options, backend)
+    if options.mode == "translate" and not requests:
+        raise BuildError(f"{options.source}: no stories to translate in its {options.source_split} split "
+                         f"(column {options.text_column!r})")
     if options.mode == "translate" and len(requests) < options.n:
         console.print(f"[yellow]The source has only {len(requests)} stories; translating those.[/]")
     options = reconcile_plan(pack, options, out, len(requests), console)
