@@ -155,6 +155,18 @@ def test_filter_command_writes_splits_rejected_and_stats(tmp_path):
     assert {(r["id"], r["filter"]) for r in rejected} == {("s1", "language"), ("s2", "exact_duplicate"), ("s3", "near_duplicate")}
 
 
+def test_filter_reads_another_text_column(tmp_path):
+    source = tmp_path / "stories.jsonl"
+    source.write_text("".join(json.dumps({"id": f"s{i}", "story": t}, ensure_ascii=False) + "\n"
+                              for i, t in enumerate([FI, EN])), encoding="utf-8")
+    refused = CliRunner().invoke(app, ["filter", str(source), "--lang", "fi", "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 1 and "no 'text' field" in refused.output
+    result = CliRunner().invoke(app, ["filter", str(source), "--lang", "fi", "--out", str(tmp_path / "b"),
+                                      "--text-column", "story"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / "stats.json").read_text())["kept"] == 1
+
+
 def test_explain_shows_every_filter(tmp_path):
     result = CliRunner().invoke(app, ["filter", "--lang", "fi", "--explain", EN], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -173,6 +173,7 @@ def filter_command(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (train/validation parquet, rejected.jsonl, stats.json)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes for the per-story filters."),
     explain: Optional[str] = typer.Option(None, "--explain", help="Show every filter's verdict for this one text."),
+    text_column: str = typer.Option("text", "--text-column", help="Column holding the story in .jsonl/.parquet/Hub input."),
 ) -> None:
     """Filter stories: keep the clean ones, write every rejected story with its reason."""
     from ..filters.pipeline import FilterPipeline
@@ -203,7 +204,8 @@ def filter_command(
     if input_ is None or out is None:
         fail("give INPUT and --out (or --explain TEXT)")
     try:
-        stats = run_pipeline(pack, read_input(input_, pack.code), out, count_input(input_), workers, console=console)
+        stats = run_pipeline(pack, read_input(input_, pack.code, text_column), out, count_input(input_), workers,
+                             console=console)
     except (SourceError, ValueError) as error:
         fail(str(error))
     except KeyboardInterrupt:

@@ -72,10 +72,10 @@ class StoryInput:
                               source="dataset", mode="import", source_dataset=str(self.location))
 
 
-def read_input(location: Path, lang: str) -> StoryInput:
+def read_input(location: Path, lang: str, text_column: str = "text") -> StoryInput:
     """StoryRecords from a build-corpus folder (its raw shards), a JSONL of records, or any story source
-    (.jsonl, .parquet, .txt, a corpus folder, a Hugging Face dataset name). A missing path or an
-    unsupported file type raises SourceError here, before anything is written."""
+    (.jsonl, .parquet, .txt, a corpus folder, a Hugging Face dataset name; stories in ``text_column``).
+    A missing path or an unsupported file type raises SourceError here, before anything is written."""
     location = Path(location)
     if location.is_file() and location.suffix not in INPUT_SUFFIXES:
         raise SourceError(f"{location}: unsupported file type {location.suffix or '(none)'} (expected a build-corpus "
@@ -83,7 +83,7 @@ def read_input(location: Path, lang: str) -> StoryInput:
     if is_build_folder(location):
         return StoryInput(location, lang)
     # the usual one-line error for a missing path or a folder without stories, before anything is written
-    return StoryInput(location, lang, open_source(location))
+    return StoryInput(location, lang, open_source(location, text_column))
 
 
 def source_rows(source: StorySource) -> Iterator[tuple[str, str, str]]:
