@@ -257,6 +257,12 @@ def test_cli_serves_on_loopback_by_default(run_dir):
         process.wait(timeout=10)
 
 
+def test_an_unknown_pack_is_refused_at_start(run_dir):
+    result = subprocess.run([sys.executable, "-m", "tinylang", "serve", str(run_dir), "--port", "0", "--lang", "xx"],
+                            capture_output=True, text=True, timeout=60, env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 1 and "xx" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_api_key_and_cors(run_dir):
     server = ModelServer.from_run(run_dir, ServeOptions(port=0, api_key="s3cret", allow_origin="https://chat.example"))
     server.start_in_thread()

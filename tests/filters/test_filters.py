@@ -167,6 +167,17 @@ def test_filter_reads_another_text_column(tmp_path):
     assert json.loads((tmp_path / "b" / "stats.json").read_text())["kept"] == 1
 
 
+def test_repeated_ids_are_filtered_and_warned_about(tmp_path):
+    source = tmp_path / "stories.jsonl"
+    rows = [{"id": "k0", "text": FI}, {"id": "k0", "text": FI.replace("pupu", "kissa")}]
+    source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    result = CliRunner().invoke(app, ["filter", str(source), "--lang", "fi", "--out", str(tmp_path / "o")],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) of the input repeat an earlier row's id (first: 'k0')" in result.output
+    assert json.loads((tmp_path / "o" / "stats.json").read_text())["seen"] == 2
+
+
 def test_explain_shows_every_filter(tmp_path):
     result = CliRunner().invoke(app, ["filter", "--lang", "fi", "--explain", EN], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -175,11 +175,14 @@ def serve(
     from ..checkpoint import CheckpointError
     from ..langpack import PackError
     from ..runtime import pick_device
+    from ..langpack import load_pack
     from ..serve.server import ModelServer, ServeOptions, is_loopback
 
     try:
         resolved = pick_device(device)
-    except RuntimeError as error:
+        if lang is not None:
+            load_pack(lang)  # a pack that does not exist is an error even where story chat would not use it
+    except (RuntimeError, PackError) as error:
         fail(str(error))
     if resolved.type == "cpu":
         # One-byte decode steps are small operations: a second thread mostly adds synchronisation and

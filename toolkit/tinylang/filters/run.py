@@ -144,7 +144,8 @@ def run_pipeline(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, 
     problem = output_problem(out, location)
     if problem:
         raise FilterOutputError(problem)
-    records = _with_first_story(records, location)
+    repeated: list[str] = []
+    records = _noting_repeated_ids(_with_first_story(records, location), repeated)
     made = [folder for folder in (out, *out.parents) if not folder.exists()]  # innermost first
     try:
         _make_output_folder(out)
@@ -156,7 +157,21 @@ def run_pipeline(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, 
     except BaseException:
         _remove_empty_folders(made)
         raise
+    if repeated and console is not None:
+        console.print(f"[yellow]warning:[/] {len(repeated):,} row(s) of the input repeat an earlier row's id (first: "
+                      f"{repeated[0]!r}); every row was filtered, but reasons such as 'same text as ID' and the "
+                      "splits cannot tell such rows apart: give each row its own id.", highlight=False)
     return stats
+
+
+def _noting_repeated_ids(records: Iterable[StoryRecord], repeated: list[str]) -> Iterator[StoryRecord]:
+    """``records`` unchanged, appending to ``repeated`` each id already seen."""
+    seen: set[str] = set()
+    for record in records:
+        if record.id in seen:
+            repeated.append(record.id)
+        seen.add(record.id)
+        yield record
 
 
 def filter_records(pack: LanguagePack, records: Iterable[StoryRecord], out: Path, total: int | None, workers: int = 1,
