@@ -213,6 +213,8 @@ def test_instruct_chat_renders_the_pack_request():
     assert chat_prompt(plain, None) == ("koira, pallo, iloinen", "koira, pallo, iloinen", [])  # story model
     with pytest.raises(ApiError, match="unknown feature"):
         chat_prompt(ChatRequest(model="m", messages=[{"role": "user", "content": "features: jazz"}]), pack)
+    with pytest.raises(ApiError, match="an empty request"):
+        chat_prompt(ChatRequest(model="m", messages=[{"role": "user", "content": " \n"}]), pack)
 
 
 def test_instruct_model_chat_over_http(run_dir):

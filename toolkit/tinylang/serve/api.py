@@ -235,6 +235,10 @@ def chat_prompt(request: ChatRequest, pack: LanguagePack | None) -> tuple[str, s
     if pack is None:
         return last_user, last_user, []
     words, features, beginning = _read_instruct_request(last_user, pack)
+    if not (words or features or beginning):  # the model would write the request's own lines as the story
+        raise ApiError(400, "an empty request: give the words the story must use (one line, comma-separated), "
+                            f"'{pack.spec.instruct.features}' with features, or '{pack.spec.instruct.story}' "
+                            "with a beginning", "messages")
     return pack.instruct_text(words, features, beginning), beginning, words
 
 
