@@ -31,10 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from MEGABYTE_pytorch import MEGABYTE
+from rich.console import Console
 from torch import nn
 from torch.utils import flop_counter
-
-from rich.console import Console
 
 from tinylang.corpus.build import BuildOptions, build_corpus
 from tinylang.data import ByteData
@@ -403,7 +402,7 @@ def markdown(report: dict) -> str:
         o = m["options"]
         text = f"{o['bpb_stories']:,} Finnish grammar stories" if o["text"] == "grammar" else o["text"]
         notes.append(f"- bpb: {m['budget_s']:.0f} s of training each on {text}, one after the other (reference first), "
-                     f"batch {BPB_BATCH} x {BPB_CONTEXT}, lr {BPB_LR}, clip {m['options']['grad_clip']}; "
+                     f"batch {BPB_BATCH} x {BPB_CONTEXT}, lr {BPB_LR}, clip {o['grad_clip']}; "
                      "same validation windows")
     return "\n".join(lines + [""] + notes)
 

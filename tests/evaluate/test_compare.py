@@ -93,5 +93,6 @@ def test_out_must_be_a_folder(tmp_path):
     assert result.exit_code == 1 and result.stderr.strip() == \
         f"error: --out {tmp_path / 'taken'} is a file, not a folder: give a folder for the comparison"
     inside = compare(str(run), "--out", str(tmp_path / "taken" / "sub"))
-    assert inside.exit_code == 1 and inside.stderr.startswith(f"error: cannot create --out {tmp_path / 'taken' / 'sub'}")
+    assert inside.exit_code == 1 and inside.stderr.startswith(
+        f"error: --out {tmp_path / 'taken' / 'sub'}: cannot create the folder ({tmp_path / 'taken'} is a file, not a folder)")
     assert "\n" not in inside.stderr.strip()

@@ -74,11 +74,11 @@ def load_model(location: str | Path, device: str | torch.device = "cpu") -> tupl
     recipe = with_data_found(recipe_from_dict(payload["recipe"], source=f"{path} (stored recipe)"), path.parent,
                              payload.get("workdir"), payload.get("data_kind"))
     model = Megabyte(recipe.model)
-    _load_weights(model, payload["model"], f"{path}: the weights do not fit the stored model config")
+    load_weights(model, payload["model"], f"{path}: the weights do not fit the stored model config")
     return model.to(device).eval(), recipe
 
 
-def _load_weights(model: Megabyte, state: dict[str, torch.Tensor], problem: str) -> None:
+def load_weights(model: Megabyte, state: dict[str, torch.Tensor], problem: str) -> None:
     """``model.load_state_dict(state)``, or a CheckpointError of one short paragraph: PyTorch's own
     message lists every mismatched tensor, a page for a model whose width changed."""
     try:
@@ -135,5 +135,5 @@ def _load_export(folder: Path, device: str | torch.device) -> Megabyte:
     except (OSError, SafetensorError) as error:
         raise CheckpointError(f"{weights}: cannot read the weights, the file is corrupt or truncated ({error})") from None
     model = Megabyte(config)
-    _load_weights(model, state, f"{weights}: the weights do not fit config.json's model")
+    load_weights(model, state, f"{weights}: the weights do not fit config.json's model")
     return model.to(device).eval()

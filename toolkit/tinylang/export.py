@@ -10,16 +10,15 @@ output folder must be new, empty or an earlier export: nothing else in it is ove
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 from . import __version__
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, with_data_found
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_weights, with_data_found
 from .langpack import run_corpus_stats
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
-from .outputs import output_folder_problem
+from .outputs import make_folder, output_folder_problem
 from .recipe import recipe_from_dict, recipe_to_yaml
 
 
@@ -41,14 +40,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     corpus = run_corpus_stats(with_data_found(recipe, checkpoint.parent, payload.get("workdir"), payload.get("data_kind")))
     config = MegabyteConfig.model_validate(payload["model_config"])
     model = Megabyte(config)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        raise ExportError(f"{run_dir}: weights do not fit the stored model config ({error})") from None
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ExportError(f"cannot write to {out_dir}: {error.strerror or error}") from None
+    load_weights(model, payload["model"], f"{run_dir}: the weights do not fit the stored model config")
+    problem = make_folder(out_dir, "OUT_DIR")
+    if problem:
+        raise ExportError(problem)
     training = {
         "steps": payload["step"],
         "bytes_seen": payload["bytes_seen"],
@@ -72,16 +67,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     (out_dir / "config.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     weights = out_dir / "model.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
-    weights.chmod(0o666 & ~_umask())  # safetensors writes 0600: the one file of a shared export no one else could read
+    # safetensors writes 0600: give the weights the mode config.json got, or no one else could read them
+    weights.chmod((out_dir / "config.json").stat().st_mode & 0o777)
     (out_dir / "recipe.yaml").write_text(recipe_to_yaml(recipe), encoding="utf-8")
     (out_dir / "README.md").write_text(model_card(meta, Path(recipe.output.dir).name, out_dir), encoding="utf-8")
     return out_dir
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def run_problem(run_dir: Path) -> str | None:

@@ -173,9 +173,8 @@ def serve(
     import torch
 
     from ..checkpoint import CheckpointError
-    from ..langpack import PackError
+    from ..langpack import PackError, load_pack
     from ..runtime import pick_device
-    from ..langpack import load_pack
     from ..serve.server import ModelServer, ServeOptions, is_loopback
 
     try:
@@ -280,7 +279,6 @@ def evaluate_command(
     from ..evaluate.run import EvalOptions, evaluate
     from ..langpack import PackError
     from ..llm import LLMFatalError
-
     from ..runtime import pick_device
 
     _check_top_p(top_p)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..outputs import make_folder
+
 METRICS = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot", "vocabulary_adherence",
            "dictionary_coverage", "language_ok", "words", "repetition")
 JUDGE = ("judge_grammar", "judge_creativity", "judge_consistency", "judge_plot")
@@ -260,10 +262,9 @@ def prepare_out(out: Path) -> None:
     """Create the output folder, or say in one line why it cannot be."""
     if out.exists() and not out.is_dir():
         raise CompareError(f"--out {out} is a file, not a folder: give a folder for the comparison")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CompareError(f"cannot create --out {out}: {error.strerror or error}") from None
+    problem = make_folder(out, "--out")
+    if problem:
+        raise CompareError(problem)
 
 
 def compare_runs(runs: list[Path], out: Path, name: str = "default") -> dict:

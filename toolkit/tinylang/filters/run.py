@@ -26,7 +26,7 @@ from ..corpus.folder import stored_plan
 from ..corpus.plan import with_instruct
 from ..corpus.store import is_build_folder, raw_shards, record_split_key, validation_ids
 from ..langpack import LanguagePack, load_pack
-from ..outputs import output_folder_problem
+from ..outputs import make_folder, output_folder_problem
 from ..records import KEPT_SCRATCH_FILE, REJECTED_FILE, SPLIT_FILES, StagedFiles, StoryRecord, read_jsonl, record_line, write_split_parquets
 from ..sources import SPLITS, SourceError, StorySource, open_source, split_rows
 from .pipeline import FilterPipeline, FilterStats, Rejection
@@ -224,10 +224,9 @@ def stage_filtered(pack: LanguagePack, records: Iterable[StoryRecord], staged: S
 
 
 def _make_output_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise FilterOutputError(f"cannot write to {out}: {error.strerror or error}") from None
+    problem = make_folder(out, "--out")
+    if problem:
+        raise FilterOutputError(problem)
 
 
 def _remove_empty_folders(folders: list[Path]) -> None:
