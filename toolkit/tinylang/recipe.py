@@ -9,7 +9,7 @@ a run can be repeated from its ``recipe.yaml`` alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -86,11 +86,25 @@ class TrainConfig(_Section):
     )
     compile: bool = Field(False, description="Compile the model with torch.compile.")
     threads: int | None = Field(None, ge=1, description="CPU threads for torch (default: torch's choice).")
+    cpu_workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU training: threads that each run a slice of every micro-batch's rows, single-threaded "
+        "(data parallelism over the cores in one process; 1: off, every operation uses all threads). auto: one "
+        "per torch thread on CPU, in one process, without dropout or train.compile.",
+    )
     log_every: int = Field(10, ge=1, description="Steps between lines in metrics.jsonl.")
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints (also at the end and on Ctrl-C).")
     init_from: str | None = Field(
         None, description="Start from the weights of this run, checkpoint or export (fine-tuning); the optimizer starts fresh."
     )
+
+    @field_validator("cpu_workers", mode="before")
+    @classmethod
+    def _workers(cls, value: Any) -> Any:
+        # one line, where the union's own errors are two that each describe half of the answer
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError(f"{value!r} is not a number of threads: give a whole number >= 1, or auto")
 
 
 class EvalConfig(_Section):

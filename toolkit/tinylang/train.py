@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
+from .cpu_parallel import CpuDataParallel, cpu_workers_problem
 from .data import ByteData, bits_per_byte, decode_bytes
 from .distributed import Distributed
 from .model import BOS_ID, Megabyte
@@ -97,17 +98,22 @@ def learning_rate(step: int, optim: OptimConfig) -> float:
 
 @torch.no_grad()
 def validation_loss(
-    model: torch.nn.Module, batches, device: torch.device, dtype: torch.dtype | None, dist: Distributed | None = None
+    model: torch.nn.Module, batches, device: torch.device, dtype: torch.dtype | None, dist: Distributed | None = None,
+    parallel: CpuDataParallel | None = None,
 ) -> float:
     """Mean next-byte cross-entropy (nats) over fixed validation windows, weighted by target count.
-    Under torchrun each rank takes every N-th batch and the sums are added up."""
+    Under torchrun each rank takes every N-th batch and the sums are added up; with ``parallel`` each
+    batch is cut over its CPU threads."""
     dist = dist or Distributed(device=device)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for ids, targets in batches[dist.rank :: dist.world_size]:
-        with autocast_context(device, dtype):
-            _, loss = model(ids.to(device), targets.to(device))
+        if parallel is not None:
+            loss = parallel.loss(ids.to(device), targets.to(device))
+        else:
+            with autocast_context(device, dtype):
+                _, loss = model(ids.to(device), targets.to(device))
         n = targets.numel()
         total, count = total + float(loss) * n, count + n
     model.train(was_training)
@@ -227,6 +233,18 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
     return steps
 
 
+def cpu_workers(recipe: Recipe, device: torch.device, dist: Distributed) -> int:
+    """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py."""
+    cfg = recipe.train
+    problem = cpu_workers_problem(device, dist.enabled, cfg.compile, recipe.model.dropout)
+    if cfg.cpu_workers == "auto":
+        return 1 if problem else min(torch.get_num_threads(), cfg.batch_size)
+    if cfg.cpu_workers > 1 and problem:
+        raise TrainError(f"train.cpu_workers={cfg.cpu_workers} cannot be used here: {problem}. "
+                         "Set train.cpu_workers=1 (or auto, which chooses for you).")
+    return min(cfg.cpu_workers, cfg.batch_size)
+
+
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> TrainResult:
     """Train (or resume) the run of ``recipe``; under torchrun, one rank of a data-parallel run."""
     if recipe.train.threads:
@@ -264,6 +282,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     device = dist.device
     dtype = pick_precision(cfg.precision, device)
     grad_accum = accumulation_steps(recipe, dist.world_size)
+    workers = cpu_workers(recipe, device, dist)
     seed_everything(cfg.seed)
     data = ByteData.from_config(recipe.data, console)  # one rank encodes, the others wait on its lock
     context = recipe.model.context_bytes
@@ -326,9 +345,10 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     evaluate_with = model if dist.enabled else forward  # DDP's wrapper is for training steps only
     bytes_per_step = dist.world_size * cfg.batch_size * grad_accum * window
     processes = f" x {dist.world_size} processes" if dist.enabled else ""
+    threads = f", data parallel over {workers} threads" if workers > 1 else ""
     console.print(
         f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}{processes}"
-        f" ({'fp32' if dtype is None else str(dtype).removeprefix('torch.')}), {bytes_per_step:,} bytes/step, "
+        f" ({'fp32' if dtype is None else str(dtype).removeprefix('torch.')}{threads}), {bytes_per_step:,} bytes/step, "
         f"train {data.train.text_bytes:,} bytes in {data.train.stories:,} stories, "
         f"validation {data.validation.text_bytes:,} bytes -> {run_dir}"
     )
@@ -386,7 +406,8 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     stopped_by = stop_reason()
     rate_window: list[tuple[float, int]] = [(started, bytes_seen)]
     bad_steps = 0
-    with _StopRequest(console) as stop, _progress(console) as progress:
+    parallel = CpuDataParallel(model, workers, dtype) if workers > 1 else None
+    with _StopRequest(console) as stop, _progress(console) as progress, parallel or contextlib.nullcontext():
         task = progress.add_task("train", total=cfg.max_steps, completed=step, loss="-", bpb="-", rate="-")
         while stopped_by is None:
             step += 1
@@ -398,6 +419,10 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 ids, targets = data.train.random_batch(
                     cfg.batch_size, context, sampler, recipe.data.windows, (dist.rank, dist.world_size)
                 )
+                if parallel is not None:
+                    loss = parallel.forward_backward(ids, targets, 1 / grad_accum)
+                    loss_sum += float(loss)
+                    continue
                 # DDP averages gradients over ranks on the last micro-batch only.
                 syncing = not dist.enabled or micro == grad_accum - 1
                 with contextlib.nullcontext() if syncing else wrapped.no_sync():
@@ -435,7 +460,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                        "bytes": bytes_seen,
                        "bytes_per_s": round(rate, 1), "elapsed_s": round(elapsed_before + now - started, 2)}
             if evaluate_now:
-                val_loss = validation_loss(evaluate_with, val_batches, device, dtype, dist)
+                val_loss = validation_loss(evaluate_with, val_batches, device, dtype, dist, parallel)
                 val_bpb = bits_per_byte(val_loss)
                 row |= {"val_loss": round(val_loss, 6), "val_bpb": round(val_bpb, 6)}
                 samples = generate_samples(model, recipe, step, device) if dist.is_main else []
