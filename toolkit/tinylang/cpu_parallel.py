@@ -5,8 +5,8 @@ Why: PyTorch parallelises every CPU operation over its threads, one operation at
 small activations of a byte-level model that costs a barrier per operation and leaves cores idle in
 the parts that split badly (attention over 8-byte patches, reductions, short matmuls). Giving each
 core whole slices of the batch instead keeps every core busy on its own work from the first
-operation to the last: 1.07-1.09x the training throughput of the small benchmark model and 1.13x
-the medium one on 2 cores (docs/benchmarks.md). It is the same idea as DistributedDataParallel's
+operation to the last: on 2 cores `tinylang train` ran 1.03x faster for the small benchmark model
+and 1.06x for the medium one (docs/benchmarks.md, session 9). It is the same idea as DistributedDataParallel's
 ranks, without processes: the threads share the model, and PyTorch ops release the GIL.
 
 Gradients are exact and deterministic: each slice's loss is weighted by its share of the targets,
