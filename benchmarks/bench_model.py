@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils import flop_counter
 
 from tinylang.corpus.build import BuildOptions, build_corpus
-from tinylang.cpu_parallel import CpuDataParallel, cpu_workers_problem
+from tinylang.cpu_parallel import MAX_AUTO_WORKERS, CpuDataParallel, cpu_workers_problem
 from tinylang.data import ByteData
 from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
 from tinylang.recipe import DataConfig, load_recipe
@@ -144,8 +144,9 @@ def timed(fn, device: torch.device):
 
 def threads_apply(device: torch.device) -> bool:
     """Whether ``tinylang train`` would cut batches over CPU threads here (train.cpu_workers: auto with
-    this benchmark's models: no dropout, no compile, one process)."""
-    return cpu_workers_problem(device, False, False, 0.0) is None and torch.get_num_threads() > 1
+    this benchmark's models: no dropout, no compile, one process, 2 to MAX_AUTO_WORKERS threads)."""
+    threads = torch.get_num_threads()
+    return cpu_workers_problem(device, False, False, 0.0) is None and 1 < threads <= MAX_AUTO_WORKERS
 
 
 def threaded(kind: str, model: nn.Module, device: torch.device, workers: int | None = None) -> CpuDataParallel:
@@ -255,10 +256,10 @@ def bench_training(spec: Spec, args, device, ceilings: dict[str, float]) -> dict
     where ``tinylang train`` uses it), and their torch.compile'd twins on CUDA or with --compile."""
     batches = random_batches(min(4, args.warmup + args.steps), args.batch, args.context, device)
     models = {k: build(k, spec, args.context, device) for k in KINDS}
-    if threads_apply(device):
-        models |= {f"{k}+threads": build(k, spec, args.context, device) for k in KINDS}
     out = {"params": {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()}, "compile_errors": {}}
     flops = {k: count_step_flops(k, m, *batches[0], device) for k, m in models.items()}
+    if threads_apply(device):
+        models |= {f"{k}+threads": build(k, spec, args.context, device) for k in KINDS}
     if device.type == "cuda" or args.compile:
         for kind in KINDS:
             compiled, error = try_compile(kind, build(kind, spec, args.context, device), batches[0], device)

@@ -13,7 +13,8 @@ import torch
 from tinylang.cpu_parallel import CpuDataParallel
 from tinylang.model import PAD_ID, Megabyte
 from tinylang.recipe import load_recipe
-from tinylang.train import TrainError, train
+from tinylang.distributed import Distributed
+from tinylang.train import TrainError, cpu_workers, train
 
 from .conftest import tiny_config
 
@@ -129,9 +130,36 @@ def test_training_with_threads_resumes_exactly_and_matches_plain_steps(recipe_fi
         assert a.get("val_bpb", 0) == pytest.approx(b.get("val_bpb", 0), rel=1e-4)
 
 
-def test_threads_are_refused_where_runs_would_not_repeat(recipe_file):
-    recipe = load_recipe(recipe_file, ["train.cpu_workers=2", "model.dropout=0.1"])
+def test_accumulated_micro_batches_match_plain_steps(recipe_file, tmp_path):
+    accumulate = ["train.grad_accum_steps=2", "train.max_steps=6", "eval.every_steps=3"]
+    threads, plain = tmp_path / "threads", tmp_path / "plain"
+    train(load_recipe(recipe_file, accumulate + ["train.cpu_workers=2", f"output.dir={threads}"]))
+    train(load_recipe(recipe_file, accumulate + ["train.cpu_workers=1", f"output.dir={plain}"]))
+    for a, b in zip(metrics(threads), metrics(plain), strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)  # the 1 / grad_accum scale too
+
+
+def test_resuming_with_another_slice_count_says_so(recipe_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_recipe(recipe_file, ["train.cpu_workers=2", "train.max_steps=4", f"output.dir={run}"]))
+    train(load_recipe(recipe_file, ["train.cpu_workers=1", "train.max_steps=6", f"output.dir={run}"]), resume=True)
+    assert "cut each batch into 2 slice(s) on CPU threads, this run into 1" in " ".join(capsys.readouterr().out.split())
+
+
+def test_auto_slices_only_where_it_was_measured_and_runs_stay_exact(recipe_file, capsys):
+    recipe = load_recipe(recipe_file)
+    before = torch.get_num_threads()
+    try:
+        counts = {}
+        for threads in (1, 2, 4, 8):
+            torch.set_num_threads(threads)
+            counts[threads] = cpu_workers(recipe, torch.device("cpu"), Distributed(device=torch.device("cpu")))
+    finally:
+        torch.set_num_threads(before)
+    assert counts == {1: 1, 2: 2, 4: 4, 8: 1}  # batch 4; above MAX_AUTO_WORKERS threads, plain steps
     with pytest.raises(TrainError, match="dropout.*train.cpu_workers=1"):
-        train(recipe)
-    # auto simply trains with plain steps there
-    train(load_recipe(recipe_file, ["model.dropout=0.1", "train.max_steps=2"]))
+        train(load_recipe(recipe_file, ["train.cpu_workers=2", "model.dropout=0.1"]))
+    capsys.readouterr()
+    train(load_recipe(recipe_file, ["model.dropout=0.1", "train.max_steps=2"]))  # auto: plain steps
+    assert "data parallel" not in capsys.readouterr().out

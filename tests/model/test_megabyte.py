@@ -201,6 +201,21 @@ def test_rms_norm_matches_torchs_forward_bit_for_bit_and_its_gradients():
         torch.testing.assert_close(norm.weight.grad, torch_w.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_rms_norm_backward_inside_autocast_stays_fp32():
+    """Some training loops call backward() inside the autocast block; the norm's gradient must not
+    drop to bf16 there."""
+    from tinylang.model.norm import RMSNorm
+
+    torch.manual_seed(0)
+    norm, x, grad = RMSNorm(96), torch.randn(4, 7, 96, requires_grad=True), torch.randn(4, 7, 96)
+    norm.weight.data.uniform_(0.5, 1.5)
+    expected = torch.autograd.grad(norm(x), (x, norm.weight), grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = torch.autograd.grad(norm(x), (x, norm.weight), grad)
+    for a, b in zip(got, expected):
+        assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
 def test_cached_generation_equals_naive_loop_for_odd_widths():
     # token_shift keeps the first ceil(dim / 2) features (chunk); the decode step must keep as many
     config = tiny_config(positions="learned", global_dim=18, global_heads=2, local_dim=15, local_heads=3)

@@ -6,13 +6,16 @@ small activations of a byte-level model that costs a barrier per operation and l
 the parts that split badly (attention over 8-byte patches, reductions, short matmuls). Giving each
 core whole slices of the batch instead keeps every core busy on its own work from the first
 operation to the last: on 2 cores `tinylang train` ran 1.03x faster for the small benchmark model
-and 1.06x for the medium one (docs/benchmarks.md, session 9). It is the same idea as DistributedDataParallel's
-ranks, without processes: the threads share the model, and PyTorch ops release the GIL.
+and 1.06x for the medium one (docs/benchmarks.md, session 9). It is the same idea as
+DistributedDataParallel's ranks, without processes: the threads share the model, and PyTorch ops
+release the GIL. Python-level work (module calls, dispatch) still takes the GIL in turn, a cost that
+grows with the number of threads, which is why the trainer's ``auto`` stops at MAX_AUTO_WORKERS.
 
 Gradients are exact and deterministic: each slice's loss is weighted by its share of the targets,
 each thread returns its own gradients (``torch.autograd.grad``, no shared accumulation), and the
 main thread adds them up in slice order. Dropout draws from one process-wide generator whose order
-threads would race for, so the trainer uses this only without dropout (``applies``).
+threads would race for, so the trainer uses this only without dropout (``cpu_workers_problem``).
+Memory: while the slices' gradients are added, up to one gradient set per thread exists at once.
 
     with CpuDataParallel(model, workers=2) as parallel:
         loss = parallel.forward_backward(ids, targets)   # gradients added into p.grad
@@ -27,6 +30,11 @@ from torch import nn
 
 from .model import PAD_ID
 from .runtime import autocast_context
+
+
+# ``auto`` uses at most this many threads: measured at 2 (docs/benchmarks.md); with many more, the
+# GIL-bound Python part of each slice's step would queue up, so larger machines keep plain steps.
+MAX_AUTO_WORKERS = 4
 
 
 def cpu_workers_problem(device: torch.device, distributed: bool, compiled: bool, dropout: float) -> str | None:
@@ -84,9 +92,10 @@ class CpuDataParallel:
         return out
 
     def _map(self, fn, slices):
+        """Results in slice order, each as soon as it and those before it are done."""
         if self._pool is None:
             raise RuntimeError("use CpuDataParallel inside a `with` block")
-        return list(self._pool.map(fn, slices))
+        return self._pool.map(fn, slices)
 
     def forward_backward(self, ids: torch.Tensor, targets: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """The mean loss over the micro-batch's targets (detached), with the gradient of ``scale`` times
@@ -103,16 +112,16 @@ class CpuDataParallel:
             grads = torch.autograd.grad(loss * (scale * scored / total), self.params, allow_unused=True)
             return loss.detach(), grads
 
-        results = self._map(run, slices)
-        for i, param in enumerate(self.params):  # in slice order: the same sums every run
-            for _, grads in results:
-                if grads[i] is None:
-                    continue
-                if param.grad is None:
-                    param.grad = grads[i]
-                else:
-                    param.grad += grads[i]
-        return sum(loss.float() * (scored / total) for (loss, _), (*_, scored) in zip(results, slices))
+        mean = torch.zeros(())
+        for (loss, grads), (*_, scored) in zip(self._map(run, slices), slices):  # in slice order: same sums
+            mean += loss.float() * (scored / total)
+            fresh = [(p, g) for p, g in zip(self.params, grads) if g is not None and p.grad is None]
+            for param, grad in fresh:
+                param.grad = grad
+            adding = [(p.grad, g) for p, g in zip(self.params, grads) if g is not None and p.grad is not g]
+            if adding:
+                torch._foreach_add_([a for a, _ in adding], [g for _, g in adding])
+        return mean
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> float:
         """The mean loss over the targets that are not PAD_ID, without gradients (validation)."""
@@ -125,7 +134,7 @@ class CpuDataParallel:
                 _, loss = self.model(rows_ids, rows_targets)
             return float(loss) * scored
 
-        return sum(self._map(run, slices)) / total if total else float("nan")
+        return sum(list(self._map(run, slices))) / total if total else float("nan")
 
 
-__all__ = ["CpuDataParallel", "cpu_workers_problem"]
+__all__ = ["MAX_AUTO_WORKERS", "CpuDataParallel", "cpu_workers_problem"]

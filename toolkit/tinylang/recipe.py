@@ -89,8 +89,9 @@ class TrainConfig(_Section):
     cpu_workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto",
         description="CPU training: threads that each run a slice of every micro-batch's rows, single-threaded "
-        "(data parallelism over the cores in one process; 1: off, every operation uses all threads). auto: one "
-        "per torch thread on CPU, in one process, without dropout or train.compile.",
+        "(data parallelism over the cores in one process; 1: off, every operation uses all threads; at most "
+        "train.batch_size). auto: one per torch thread on a CPU with 2 to 4 threads, in one process, without "
+        "dropout or train.compile.",
     )
     log_every: int = Field(10, ge=1, description="Steps between lines in metrics.jsonl.")
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints (also at the end and on Ctrl-C).")

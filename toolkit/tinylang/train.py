@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
-from .cpu_parallel import CpuDataParallel, cpu_workers_problem
+from .cpu_parallel import MAX_AUTO_WORKERS, CpuDataParallel, cpu_workers_problem
 from .data import ByteData, bits_per_byte, decode_bytes
 from .distributed import Distributed
 from .model import BOS_ID, Megabyte
@@ -234,11 +234,13 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
 
 
 def cpu_workers(recipe: Recipe, device: torch.device, dist: Distributed) -> int:
-    """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py."""
+    """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py.
+    ``auto`` slices on CPUs with 2 to MAX_AUTO_WORKERS torch threads, the range it was measured for."""
     cfg = recipe.train
     problem = cpu_workers_problem(device, dist.enabled, cfg.compile, recipe.model.dropout)
     if cfg.cpu_workers == "auto":
-        return 1 if problem else min(torch.get_num_threads(), cfg.batch_size)
+        threads = torch.get_num_threads()
+        return 1 if problem or threads > MAX_AUTO_WORKERS else min(threads, cfg.batch_size)
     if cfg.cpu_workers > 1 and problem:
         raise TrainError(f"train.cpu_workers={cfg.cpu_workers} cannot be used here: {problem}. "
                          "Set train.cpu_workers=1 (or auto, which chooses for you).")
@@ -323,6 +325,10 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
         if payload.get("world_size", 1) != dist.world_size:
             console.print(f"[yellow]Note: the checkpoint was written by {payload.get('world_size', 1)} process(es), "
                           f"this run has {dist.world_size}; the batch per step changes unless train.global_batch_size is set.")
+        if payload.get("cpu_workers", 1) != workers:
+            console.print(f"[yellow]Note: the checkpoint's steps cut each batch into {payload.get('cpu_workers', 1)} "
+                          f"slice(s) on CPU threads, this run into {workers} (train.cpu_workers): the run continues "
+                          "alike, but its losses can differ in the last digits from an uninterrupted run.")
         if dist.is_main:
             for name in (METRICS_NAME, SAMPLES_NAME):
                 _truncate_jsonl(run_dir / name, step)
@@ -379,6 +385,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 "workdir": os.getcwd(),  # what the recipe's relative paths mean (checkpoint.with_data_found)
                 "data_kind": data.source_kind,  # a local corpus is never looked for on the Hub later
                 "world_size": dist.world_size,
+                "cpu_workers": workers,
                 "rng": {
                     "sampler": sampler.get_state(),
                     "torch": torch.get_rng_state(),

@@ -63,7 +63,9 @@ class _RMSNormFunction(torch.autograd.Function):
         grad_times_normed = grad * normed
         dim = normed.shape[-1]
         grad_weight = grad_times_normed.reshape(-1, dim).sum(dim=0) if ctx.needs_input_grad[1] else None
-        along = (grad_times_normed @ weight).unsqueeze(-1).div_(dim)  # mean(grad_normed * normed) per row
+        # mean(grad_normed * normed) per row; mv, not @, which autocast would run in bf16 if backward()
+        # is called inside an autocast region
+        along = torch.mv(grad_times_normed.reshape(-1, dim), weight).view(*normed.shape[:-1], 1).div_(dim)
         grad_x = (grad * weight).addcmul_(normed, along, value=-1).mul_(scale)
         return grad_x, grad_weight, None
 
