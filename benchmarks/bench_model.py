@@ -36,7 +36,7 @@ from torch import nn
 from torch.utils import flop_counter
 
 from tinylang.corpus.build import BuildOptions, build_corpus
-from tinylang.cpu_parallel import MAX_AUTO_WORKERS, CpuDataParallel, cpu_workers_problem
+from tinylang.cpu_parallel import CpuDataParallel, auto_workers
 from tinylang.data import ByteData
 from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
 from tinylang.recipe import DataConfig, load_recipe
@@ -144,9 +144,8 @@ def timed(fn, device: torch.device):
 
 def threads_apply(device: torch.device) -> bool:
     """Whether ``tinylang train`` would cut batches over CPU threads here (train.cpu_workers: auto with
-    this benchmark's models: no dropout, no compile, one process, 2 to MAX_AUTO_WORKERS threads)."""
-    threads = torch.get_num_threads()
-    return cpu_workers_problem(device, False, False, 0.0) is None and 1 < threads <= MAX_AUTO_WORKERS
+    this benchmark's models: no dropout, no compile, one process)."""
+    return auto_workers(device, False, False, 0.0, batch_size=torch.get_num_threads()) > 1
 
 
 def threaded(kind: str, model: nn.Module, device: torch.device, workers: int | None = None) -> CpuDataParallel:

@@ -51,6 +51,15 @@ def cpu_workers_problem(device: torch.device, distributed: bool, compiled: bool,
     return None
 
 
+def auto_workers(device: torch.device, distributed: bool, compiled: bool, dropout: float, batch_size: int) -> int:
+    """What ``train.cpu_workers: auto`` chooses: one slice per torch thread on a CPU with 2 to
+    MAX_AUTO_WORKERS threads where nothing stands in the way, else 1 (plain steps)."""
+    threads = torch.get_num_threads()
+    if threads > MAX_AUTO_WORKERS or cpu_workers_problem(device, distributed, compiled, dropout):
+        return 1
+    return min(threads, batch_size)
+
+
 class CpuDataParallel:
     """Forward and backward of each micro-batch as ``workers`` row slices on as many threads.
 
@@ -81,15 +90,15 @@ class CpuDataParallel:
             self._pool = None
         torch.set_num_threads(self._threads_before)
 
-    def _slices(self, ids: torch.Tensor, targets: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Row slices with the number of targets each one scores; slices that score none are left out
-        (their mean loss is 0/0, and they add nothing to the gradient)."""
+    def _slices(self, ids: torch.Tensor, targets: torch.Tensor) -> tuple[list[tuple[torch.Tensor, torch.Tensor, int]], int]:
+        """Row slices with the number of targets each one scores, and the batch's total; slices that
+        score none are left out (their mean loss is 0/0, and they add nothing to the gradient)."""
         out = []
         for rows_ids, rows_targets in zip(ids.tensor_split(self.workers), targets.tensor_split(self.workers)):
             scored = int((rows_targets != PAD_ID).sum())
             if scored:
                 out.append((rows_ids, rows_targets, scored))
-        return out
+        return out, sum(scored for *_, scored in out)
 
     def _map(self, fn, slices):
         """Results in slice order, each as soon as it and those before it are done."""
@@ -100,8 +109,7 @@ class CpuDataParallel:
     def forward_backward(self, ids: torch.Tensor, targets: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """The mean loss over the micro-batch's targets (detached), with the gradient of ``scale`` times
         that loss added into each parameter's ``.grad``, as ``(loss * scale).backward()`` would."""
-        slices = self._slices(ids, targets)
-        total = sum(scored for *_, scored in slices)
+        slices, total = self._slices(ids, targets)
         if not total:
             raise ValueError("the batch has no targets to score (every target is PAD_ID)")
 
@@ -115,18 +123,18 @@ class CpuDataParallel:
         mean = torch.zeros(())
         for (loss, grads), (*_, scored) in zip(self._map(run, slices), slices):  # in slice order: same sums
             mean += loss.float() * (scored / total)
-            fresh = [(p, g) for p, g in zip(self.params, grads) if g is not None and p.grad is None]
-            for param, grad in fresh:
-                param.grad = grad
-            adding = [(p.grad, g) for p, g in zip(self.params, grads) if g is not None and p.grad is not g]
-            if adding:
-                torch._foreach_add_([a for a, _ in adding], [g for _, g in adding])
+            for param, grad in zip(self.params, grads):
+                if grad is None:
+                    continue
+                if param.grad is None:
+                    param.grad = grad
+                else:
+                    param.grad += grad
         return mean
 
     def loss(self, ids: torch.Tensor, targets: torch.Tensor) -> float:
         """The mean loss over the targets that are not PAD_ID, without gradients (validation)."""
-        slices = self._slices(ids, targets)
-        total = sum(scored for *_, scored in slices)
+        slices, total = self._slices(ids, targets)
 
         def run(piece):
             rows_ids, rows_targets, scored = piece
@@ -134,7 +142,7 @@ class CpuDataParallel:
                 _, loss = self.model(rows_ids, rows_targets)
             return float(loss) * scored
 
-        return sum(list(self._map(run, slices))) / total if total else float("nan")
+        return sum(self._map(run, slices)) / total if total else float("nan")
 
 
-__all__ = ["MAX_AUTO_WORKERS", "CpuDataParallel", "cpu_workers_problem"]
+__all__ = ["MAX_AUTO_WORKERS", "CpuDataParallel", "auto_workers", "cpu_workers_problem"]

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
-from .cpu_parallel import MAX_AUTO_WORKERS, CpuDataParallel, cpu_workers_problem
+from .cpu_parallel import CpuDataParallel, auto_workers, cpu_workers_problem
 from .data import ByteData, bits_per_byte, decode_bytes
 from .distributed import Distributed
 from .model import BOS_ID, Megabyte
@@ -234,13 +234,11 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
 
 
 def cpu_workers(recipe: Recipe, device: torch.device, dist: Distributed) -> int:
-    """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py.
-    ``auto`` slices on CPUs with 2 to MAX_AUTO_WORKERS torch threads, the range it was measured for."""
+    """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py."""
     cfg = recipe.train
-    problem = cpu_workers_problem(device, dist.enabled, cfg.compile, recipe.model.dropout)
     if cfg.cpu_workers == "auto":
-        threads = torch.get_num_threads()
-        return 1 if problem or threads > MAX_AUTO_WORKERS else min(threads, cfg.batch_size)
+        return auto_workers(device, dist.enabled, cfg.compile, recipe.model.dropout, cfg.batch_size)
+    problem = cpu_workers_problem(device, dist.enabled, cfg.compile, recipe.model.dropout)
     if cfg.cpu_workers > 1 and problem:
         raise TrainError(f"train.cpu_workers={cfg.cpu_workers} cannot be used here: {problem}. "
                          "Set train.cpu_workers=1 (or auto, which chooses for you).")
@@ -428,14 +426,13 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 )
                 if parallel is not None:
                     loss = parallel.forward_backward(ids, targets, 1 / grad_accum)
-                    loss_sum += float(loss)
-                    continue
-                # DDP averages gradients over ranks on the last micro-batch only.
-                syncing = not dist.enabled or micro == grad_accum - 1
-                with contextlib.nullcontext() if syncing else wrapped.no_sync():
-                    with autocast_context(device, dtype):
-                        _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
-                    scaler.scale(loss / grad_accum).backward()
+                else:
+                    # DDP averages gradients over ranks on the last micro-batch only.
+                    syncing = not dist.enabled or micro == grad_accum - 1
+                    with contextlib.nullcontext() if syncing else wrapped.no_sync():
+                        with autocast_context(device, dtype):
+                            _, loss = forward(ids.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+                        scaler.scale(loss / grad_accum).backward()
                 loss_sum += float(loss.detach())
             scaler.unscale_(optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip or math.inf))
