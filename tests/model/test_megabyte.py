@@ -223,3 +223,44 @@ def test_cached_generation_equals_naive_loop_for_odd_widths():
     torch.manual_seed(7)
     prompt = torch.randint(0, 256, (2, 3))
     assert torch.equal(model.generate(prompt, 29, temperature=0), naive_greedy(model, prompt, 29))
+
+
+def test_attention_groups_divide_the_batch_and_stay_within_the_span():
+    from tinylang.model.megabyte import attention_group
+
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert attention_group(1032, 8, cpu) == 4  # the small benchmark model's local attention
+    assert attention_group(129, 8, cpu) == 3  # one story: the largest divisor that fits
+    assert attention_group(7, 8, cpu) == 1  # a prime batch: plain attention
+    assert attention_group(1032, 129, cpu) == 1  # global attention: long sequences stay apart
+    assert attention_group(1032, 1, cpu) == 1
+    assert attention_group(1032, 8, meta) == 1  # off the CPU
+    for batch in range(1, 40):
+        for length in range(2, 17):
+            group = attention_group(batch, length, cpu)
+            assert batch % group == 0 and (group == 1 or group * length <= 32)
+
+
+@pytest.mark.parametrize("batch", [3, 4, 5])
+def test_grouped_local_attention_equals_attention_one_patch_at_a_time(batch, monkeypatch):
+    """Attending over several patches at once behind a block-diagonal mask must give what separate
+    patches give: the same logits, loss and gradients (to rounding)."""
+    import tinylang.model.megabyte as megabyte
+
+    torch.manual_seed(1)
+    model = Megabyte(tiny_config(positions="learned"))
+    ids, targets = torch.randint(0, 256, (batch, 29)), torch.randint(0, 256, (batch, 29))
+
+    def run():
+        model.zero_grad()
+        logits, loss = model(ids, targets)
+        loss.backward()
+        return logits, loss, [p.grad.clone() for p in model.parameters()]
+
+    assert megabyte.attention_group(batch * 8, 4, torch.device("cpu")) > 1  # 8 patches per row
+    grouped = run()
+    monkeypatch.setattr(megabyte, "GROUPED_ATTENTION_SPAN", 0)
+    plain = run()
+    assert megabyte.attention_group(batch * 8, 4, torch.device("cpu")) == 1
+    for a, b in zip(grouped[:2] + tuple(grouped[2]), plain[:2] + tuple(plain[2])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

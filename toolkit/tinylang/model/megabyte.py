@@ -80,6 +80,30 @@ def token_shift(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([kept, F.pad(shifted, (0, 0, 1, -1))], dim=-1)
 
 
+GROUPED_ATTENTION_SPAN = 32  # positions per grouped sequence on a CPU (docs/benchmarks.md, session 10)
+
+
+def attention_group(batch: int, length: int, device: torch.device) -> int:
+    """How many of ``batch`` causal sequences of ``length`` positions to attend over as one.
+
+    The local model attends within 8-byte patches: on a CPU the SDPA kernel's fixed cost per
+    (sequence, head) then outweighs the arithmetic, and a step of the small benchmark model spent
+    12% of its time there. Grouping G patches into one sequence with a block-diagonal causal mask
+    divides that cost by G for G times the (tiny) arithmetic. The group divides the batch exactly,
+    so that no padding is copied; GPUs, whose kernels have no such cost, attend plainly."""
+    if device.type != "cpu" or length < 2 or 2 * length > GROUPED_ATTENTION_SPAN:
+        return 1
+    return max(g for g in range(1, GROUPED_ATTENTION_SPAN // length + 1) if batch % g == 0)
+
+
+def grouped_causal_mask(group: int, length: int, device: torch.device) -> torch.Tensor:
+    """(group * length,)^2 bool: position i attends to j when both lie in one sequence and j <= i.
+    Built per call (microseconds): a cache would be one more thing for torch.compile to trace around."""
+    position = torch.arange(group * length, device=device)
+    sequence = position // length
+    return (sequence[:, None] == sequence[None, :]) & (position[:, None] >= position[None, :])
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
@@ -95,13 +119,20 @@ class Attention(nn.Module):
         qk, v = qkv.split((2, 1), dim=2)
         if rotary is not None:
             qk = rotary(qk)  # (batch, T, 2, heads, head_dim)
+        dropout = self.dropout if self.training else 0.0
+        group = 1 if cache is not None else attention_group(B, T, x.device)
+        if group > 1:  # several short sequences as one, each attending only to itself
+            qk = qk.reshape(B // group, group * T, 2, self.heads, self.head_dim)
+            v = v.reshape(B // group, group * T, 1, self.heads, self.head_dim)
         q, k = (t.transpose(1, 2) for t in qk.unbind(2))
         v = v.squeeze(2).transpose(1, 2)
         if cache is not None:  # prefill; one-position steps are in decode.py
             cache.fill(k, v)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=T > 1, dropout_p=self.dropout if self.training else 0.0
-        )
+        if group > 1:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=grouped_causal_mask(group, T, x.device),
+                                               dropout_p=dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
