@@ -91,9 +91,9 @@ def attention_group(batch: int, length: int, device: torch.device) -> int:
     12% of its time there. Grouping G patches into one sequence with a block-diagonal causal mask
     divides that cost by G for G times the (tiny) arithmetic. The group divides the batch exactly,
     so that no padding is copied; GPUs, whose kernels have no such cost, attend plainly."""
-    if device.type != "cpu" or length < 2 or 2 * length > GROUPED_ATTENTION_SPAN:
+    if device.type != "cpu" or length < 2:
         return 1
-    return max(g for g in range(1, GROUPED_ATTENTION_SPAN // length + 1) if batch % g == 0)
+    return max((g for g in range(2, GROUPED_ATTENTION_SPAN // length + 1) if batch % g == 0), default=1)
 
 
 def grouped_causal_mask(group: int, length: int, device: torch.device) -> torch.Tensor:
@@ -119,7 +119,6 @@ class Attention(nn.Module):
         qk, v = qkv.split((2, 1), dim=2)
         if rotary is not None:
             qk = rotary(qk)  # (batch, T, 2, heads, head_dim)
-        dropout = self.dropout if self.training else 0.0
         group = 1 if cache is not None else attention_group(B, T, x.device)
         if group > 1:  # several short sequences as one, each attending only to itself
             qk = qk.reshape(B // group, group * T, 2, self.heads, self.head_dim)
@@ -128,11 +127,9 @@ class Attention(nn.Module):
         v = v.squeeze(2).transpose(1, 2)
         if cache is not None:  # prefill; one-position steps are in decode.py
             cache.fill(k, v)
-        if group > 1:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=grouped_causal_mask(group, T, x.device),
-                                               dropout_p=dropout)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, dropout_p=dropout)
+        mask = grouped_causal_mask(group, T, x.device) if group > 1 else None
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                           dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
