@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
 from tinylang.checkpoint import CheckpointError, load_checkpoint, load_model
 from tinylang.recipe import OptimConfig, RecipeError, load_recipe, recipe_from_dict
@@ -102,6 +104,13 @@ def test_byte_and_time_budgets(recipe_file, tmp_path):
     )
     assert by_time.stopped_by == "max_minutes" and by_time.step < 1000
     assert load_checkpoint(tmp_path / "t" / "checkpoint.pt")["step"] == by_time.step
+    # resumed with the time already spent: no step runs, and the output says which key to change
+    out = io.StringIO()
+    again = train(load_recipe(recipe_file, [f"output.dir={tmp_path / 't'}", "train.max_minutes=0.0001",
+                                            "train.max_steps=1000"]), resume=True, console=Console(file=out, width=300))
+    assert again.step == by_time.step and again.stopped_by == "max_minutes"
+    assert "train.max_minutes=0.0001 ended the run before train.max_steps=1,000" in out.getvalue()
+    assert "--set train.max_minutes=null" in out.getvalue()
 
 
 def test_gradient_accumulation_equals_a_bigger_batch_in_bytes(recipe_file, tmp_path):

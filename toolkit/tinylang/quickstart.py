@@ -105,7 +105,8 @@ def quickstart(options: QuickstartOptions, console: Console | None = None) -> Qu
         f"more stories: `tinylang generate {run} --prompt \"{prompt}\" --num 3`",
         f"talk to it from any OpenAI client or chat UI: `tinylang serve {run}` (docs/serve.md)",
         f"train longer: `tinylang train {recipe_path} --set data.path={corpus} --set output.dir=runs/"
-        f"{pack.code}-longer --set train.max_steps=3000 --set optim.lr_decay_steps=3000`",
+        f"{pack.code}-longer --set train.max_steps=3000 --set optim.lr_decay_steps=3000 "
+        "--set train.max_minutes=null`",
         f"an instruct model that writes on command: `tinylang build-corpus --lang {pack.code} --format instruct --out "
         f"data/{pack.code}-instruct`, then a recipe like `recipes/fi-instruct-tiny.yaml` (docs/generate.md)",
     ]

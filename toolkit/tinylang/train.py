@@ -233,6 +233,18 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
     return steps
 
 
+def budget_hint(stopped_by: str, cfg) -> str | None:
+    """What to change when a budget other than max_steps ended the run first: a recipe with a time
+    budget (fi-tiny's 6 minutes) otherwise stops a longer run silently, or never starts a resumed one."""
+    if stopped_by == "max_minutes":
+        return (f"train.max_minutes={cfg.max_minutes:g} ended the run before train.max_steps={cfg.max_steps:,}; "
+                "to train on, raise it or lift it (--set train.max_minutes=null) and --resume.")
+    if stopped_by == "max_bytes":
+        return (f"train.max_bytes={cfg.max_bytes:,} ended the run before train.max_steps={cfg.max_steps:,}; "
+                "to train on, raise it or lift it (--set train.max_bytes=null) and --resume.")
+    return None
+
+
 def cpu_workers(recipe: Recipe, device: torch.device, dist: Distributed) -> int:
     """Row slices each micro-batch is cut into, one per thread (1: plain steps); see cpu_parallel.py."""
     cfg = recipe.train
@@ -488,6 +500,9 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     else:
         console.print(f"Done: {step:,} steps ({stopped_by}), val bpb {val_bpb if val_bpb is None else round(val_bpb, 4)}"
                       f" -> {run_dir}")
+        hint = budget_hint(stopped_by, cfg)
+        if hint:
+            console.print(f"[yellow]{hint}")
     return TrainResult(run_dir, step, train_loss, val_bpb, bytes_seen, elapsed, stopped_by or "max_steps")
 
 
