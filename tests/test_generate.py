@@ -82,3 +82,7 @@ def test_generate_refuses_an_empty_nucleus_and_can_sample_every_byte(recipe_file
     latin1 = runner.invoke(app, ["generate", str(run), "--prompt", "Tarina \udce4", "--max-bytes", "5", "--seed", "0"])
     assert latin1.exit_code == 0, latin1.output  # a Latin-1 terminal's ä: replaced, with a warning
     assert latin1.stdout.startswith("Tarina \ufffd") and "--prompt is not UTF-8 (byte 0xe4" in latin1.stderr
+    huge = runner.invoke(app, ["generate", str(run), "--seed", "99999999999999999999"])
+    assert huge.exit_code == 2 and "--seed" in huge.output  # a usage error, not an overflow traceback
+    last = runner.invoke(app, ["generate", str(run), "--seed", str(2**64 - 1), "--num", "2"])
+    assert last.exit_code == 1 and "story i gets seed + i" in last.output

@@ -51,6 +51,8 @@ def test_wrong_type_and_cross_field_errors(recipe_file):
         load_recipe(recipe_file, ["model.context_bytes=30"])
     with pytest.raises(RecipeError, match="min_lr"):
         load_recipe(recipe_file, ["optim.min_lr=1.0"])
+    with pytest.raises(RecipeError, match="train.seed"):  # past what torch.manual_seed takes
+        load_recipe(recipe_file, ["train.seed=99999999999999999999"])
 
 
 def test_overrides_parse_yaml_values(recipe_file):

@@ -66,7 +66,8 @@ def test_generate_checks_its_arguments_once():
     assert model.generate(ids, 3, top_k=0).shape == (1, 5)  # 0 is every byte, as on the command line
     assert torch.equal(model.generate(ids, 0), ids)
     for kwargs, message in [(dict(top_k=-3), "top_k"), (dict(top_p=1.5), "top_p"), (dict(top_p=-0.1), "top_p"),
-                            (dict(temperature=float("nan")), "NaN"), (dict(max_new_bytes=-1), "max_new_bytes")]:
+                            (dict(temperature=float("nan")), "nan"), (dict(temperature=-1.0), "temperature"),
+                            (dict(max_new_bytes=-1), "max_new_bytes")]:
         with pytest.raises(ValueError, match=message):
             model.generate(ids, **({"max_new_bytes": 3} | kwargs))
     with pytest.raises(ValueError, match="batch >= 1"):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .model import MegabyteConfig
 from .model.config import no_booleans_for_numbers
+from .seeds import SEED_MAX, SEED_MIN
 
 
 class _Section(BaseModel):
@@ -77,7 +78,7 @@ class TrainConfig(_Section):
     max_steps: int = Field(2000, ge=1, description="Optimizer steps in the whole run.")
     max_minutes: float | None = Field(None, gt=0, description="Stop after this much training time (checkpointed).")
     max_bytes: int | None = Field(None, gt=0, description="Stop after this many training bytes.")
-    seed: int = Field(0, description="Seeds weights, data sampling and dropout.")
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX, description="Seeds weights, data sampling and dropout.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: CUDA, then MPS, then CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from ..seeds import SEED_MAX, SEED_MIN
 from ._app import app, console, errors, fail
 
 DEFAULT_GUIDANCE = 6.0  # tinylang.guidance.DEFAULT_STRENGTH, without importing torch for --help
@@ -47,7 +48,8 @@ def generate(
     top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0,
                                           help="Nucleus sampling: the likeliest bytes holding this mass (above 0)."),
     num: int = typer.Option(1, "--num", "-n", min=1, help="Number of stories."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for repeatable samples."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=SEED_MIN, max=SEED_MAX,
+                                       help="Seed for repeatable samples (story i gets seed + i)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     words: Optional[str] = typer.Option(None, "--words", help="Instruct models: words the story must use, comma-separated."),
     features: Optional[str] = typer.Option(None, "--features", help="Instruct models: features, e.g. dialogue,bad_ending."),
@@ -65,6 +67,8 @@ def generate(
     from ..runtime import pick_device
 
     _check_top_p(top_p)
+    if seed is not None and seed + num - 1 > SEED_MAX:
+        fail(f"--seed {seed} with --num {num}: story i gets seed + i, and the last would pass {SEED_MAX}")
     prompt = _utf8_argument(prompt, "--prompt")
     words = None if words is None else _utf8_argument(words, "--words")
     try:
@@ -254,7 +258,7 @@ def evaluate_command(
     top_k: int = typer.Option(0, "--top-k", min=0, help="Sample from the k likeliest bytes (0: all of them)."),
     top_p: Optional[float] = typer.Option(None, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (above 0)."),
     max_bytes: int = typer.Option(600, "--max-bytes", min=1, help="Most bytes per completion."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=SEED_MIN, max=SEED_MAX),
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Quick check: only the first N beginnings, held-out beginnings and "
                                              "validation stories."),

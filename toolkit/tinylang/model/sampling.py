@@ -25,8 +25,8 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -
     """Raise ValueError for settings ``sample_next_byte`` cannot honour; once per generation, not
     per byte. top_k 0 (or None) means all bytes, as on the command line; top_p 0 keeps only the
     likeliest byte."""
-    if math.isnan(temperature):
-        raise ValueError("temperature is NaN; use 0 for greedy decoding, or a positive number")
+    if math.isnan(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be 0 (greedy decoding) or a positive number; got {temperature!r}")
     if top_k is not None and top_k < 0:
         raise ValueError(f"top_k must be a whole number >= 1, or 0 / None for all bytes; got {top_k!r}")
     if top_p is not None and not 0.0 <= top_p <= 1.0:
@@ -40,7 +40,7 @@ def sample_next_byte(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """logits: (batch, vocab) -> ids (batch,). ``temperature <= 0`` means greedy; ``top_k`` 0 or None
+    """logits: (batch, vocab) -> ids (batch,). ``temperature == 0`` means greedy; ``top_k`` 0 or None
     means all bytes."""
     logits = logits[:, :PAD_ID]
     if temperature <= 0:
