@@ -112,6 +112,19 @@ def test_evaluate_without_a_judge_gives_automatic_metrics(tiny_run, monkeypatch)
     assert "skipped" in (tiny_run / "eval" / "auto" / "report.md").read_text()
 
 
+def test_an_export_is_evaluated_and_says_why_validation_bits_are_missing(tiny_run, tmp_path, monkeypatch):
+    from tinylang.export import export_run
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    exported = export_run(tiny_run, tmp_path / "export")
+    result = CliRunner().invoke(app, ["evaluate", str(exported), "--lang", "fi", "--samples", "1", "--limit", "1",
+                                      "--max-bytes", "20", "--name", "x"])
+    assert result.exit_code == 0, result.output
+    assert "validation bits per byte skipped: an export carries no training corpus" in " ".join(result.output.split())
+    summary = json.loads((exported / "eval" / "x" / "summary.json").read_text())
+    assert summary["validation"] is None and summary["held_out"]["bits_per_byte"] > 0
+
+
 def test_same_seed_same_completions(tiny_run):
     first = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, name="a"), Console(quiet=True))
     second = evaluate(EvalOptions(run=tiny_run, lang="fi", samples=2, limit=2, max_bytes=30, name="b"), Console(quiet=True))

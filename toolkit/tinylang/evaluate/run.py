@@ -251,7 +251,9 @@ def scored_stories(options: EvalOptions) -> int:
 
 def validation_bits(model, recipe, options: EvalOptions, console: Console) -> dict | None:
     """Bits on the first stories of the training corpus's validation split, whole (end-of-story included)."""
-    if recipe is None:
+    if recipe is None:  # an export: its corpus stays behind on purpose (export.py)
+        console.print("[yellow]validation bits per byte skipped: an export carries no training corpus; "
+                      "evaluate the run folder it came from for them[/]")
         return None
     try:
         stories = []
