@@ -165,6 +165,17 @@ def test_folders_that_are_not_a_dataset_layout_are_refused(tmp_path):
         open_source(interrupted)
 
 
+def test_a_folder_of_several_corpora_is_refused_not_merged(tmp_path):
+    """data/ with a build in each subfolder: reading every split file below would train on their union."""
+    for name, text in (("fi-generate", "yksi"), ("en-generate", "one")):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        pq.write_table(pa.table({"text": [text]}), tmp_path / "data" / name / "train.parquet")
+        pq.write_table(pa.table({"text": [text]}), tmp_path / "data" / name / "validation.parquet")
+    with pytest.raises(SourceError, match=r"holds 2 corpora \(en-generate, fi-generate\), not one: point data.path"):
+        open_source(tmp_path / "data")
+    assert list(read_stories(open_source(tmp_path / "data" / "fi-generate"), "train")) == ["yksi"]
+
+
 def test_valid_txt_beside_train_txt_is_the_validation_split(tmp_path):
     write_txt(tmp_path / "train.txt", ["yksi", "kaksi"])
     write_txt(tmp_path / "valid.txt", ["kolme"])

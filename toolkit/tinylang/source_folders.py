@@ -87,6 +87,25 @@ def files_below(folder: Path) -> list[Path]:
     return found
 
 
+def _corpus_folders_below(path: Path, stories: list[Path]) -> list[Path]:
+    """The outermost folders below ``path`` laid out as corpus directories (train.* at their top)
+    that hold some of ``stories``. Several of them means ``path`` is a folder of corpora (data/ with a
+    build in each subfolder): reading them all would silently train on their union. One is normal
+    (a Hugging Face download's data/train-00000-of-00004.parquet)."""
+    is_corpus: dict[Path, bool] = {}
+    found: set[Path] = set()
+    for story in stories:
+        folder = path
+        for part in story.relative_to(path).parent.parts:
+            folder = folder / part
+            if folder not in is_corpus:
+                is_corpus[folder] = any(_corpus_split_files(folder, split)[0] for split in SPLITS)
+            if is_corpus[folder]:
+                found.add(folder)
+                break
+    return sorted(found)
+
+
 @dataclass(frozen=True)
 class FolderLayout:
     """The story files of a local folder by split, and the story files it leaves out (with why)."""
@@ -140,6 +159,11 @@ def folder_layout(path: Path) -> FolderLayout | None:
     stories = [p for p in found if p.suffix in FILE_SUFFIXES]
     if not stories:
         return None if any(p.suffix in OTHER_DATA_SUFFIXES for p in found) else FolderLayout({s: [] for s in SPLITS}, {})
+    corpora = _corpus_folders_below(path, stories)
+    if len(corpora) > 1:
+        shown = ", ".join(str(p.relative_to(path)) for p in corpora[:4]) + (", ..." if len(corpora) > 4 else "")
+        raise SourceError(f"{path} holds {len(corpora)} corpora ({shown}), not one: point data.path at one of them "
+                          "(to train on several, put their split files in one folder)")
     named = {p: _named_split(p.relative_to(path)) for p in stories}
     if not any(split in SPLITS for split in named.values()):
         shown = ", ".join(str(p.relative_to(path)) for p in stories[:3]) + (", ..." if len(stories) > 3 else "")
