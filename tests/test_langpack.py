@@ -197,3 +197,29 @@ def test_a_copied_pack_lemmatises_in_the_language_it_names(tmp_path):
     _edit(pack_dir / "pack.yaml", "code: fi", "code: fz")
     pack = load_pack(pack_dir)
     assert pack.spec.filters.language == "fi" and pack_lemmatiser(pack).is_form_of("koiran", "koira")
+
+
+def test_a_run_trained_on_a_text_inside_a_pack_is_in_that_packs_language(tmp_path):
+    """fi-tiny trains on corpora/fi/seed-stories.txt: evaluate, generate --words and serve need no --lang
+    for it, and neither does its export."""
+    from tests.conftest import make_stories, recipe_dict, write_txt
+    from tinylang.export import export_run
+    from tinylang.langpack import run_language
+    from tinylang.recipe import recipe_from_dict
+    from tinylang.train import train
+    from rich.console import Console
+
+    shipped = recipe_from_dict(recipe_dict(REPO_CORPORA / "fi" / "seed-stories.txt", tmp_path / "r", tmp_path / "c"))
+    assert run_language("runs/x", shipped) == "fi"
+    loose = write_txt(tmp_path / "stories.txt", make_stories(100))
+    recipe = recipe_from_dict(recipe_dict(loose, tmp_path / "run", tmp_path / "cache"))
+    with pytest.raises(PackError, match="neither a build-corpus folder nor inside a language pack.*pass --lang"):
+        run_language(tmp_path / "run", recipe)
+    pack = tmp_path / "mypack"
+    __import__("shutil").copytree(REPO_CORPORA / "fi", pack)
+    inside = write_txt(pack / "stories.txt", make_stories(100))
+    recipe = recipe_from_dict(recipe_dict(inside, tmp_path / "run", tmp_path / "cache"))
+    run = train(recipe, console=Console(quiet=True)).run_dir
+    assert run_language(run, recipe) == "fi"
+    exported = export_run(run, tmp_path / "export")
+    assert run_language(exported, None) == "fi"

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_weights, with_data_found
-from .langpack import run_corpus_stats
+from .langpack import pack_holding, run_corpus_stats
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
 from .outputs import make_folder, output_folder_problem
 from .recipe import recipe_from_dict, recipe_to_yaml
@@ -37,7 +37,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     checkpoint = run_dir / CHECKPOINT_NAME if run_dir.is_dir() else run_dir
     payload = load_checkpoint(checkpoint)
     recipe = recipe_from_dict(payload["recipe"], source=str(run_dir))
-    corpus = run_corpus_stats(with_data_found(recipe, checkpoint.parent, payload.get("workdir"), payload.get("data_kind")))
+    found = with_data_found(recipe, checkpoint.parent, payload.get("workdir"), payload.get("data_kind"))
+    corpus = run_corpus_stats(found)
+    if corpus is None and (lang := pack_holding(found.data.path)):
+        corpus = {"lang": lang}  # a text inside a language pack (fi-tiny's seed stories)
     config = MegabyteConfig.model_validate(payload["model_config"])
     model = Megabyte(config)
     load_weights(model, payload["model"], f"{run_dir}: the weights do not fit the stored model config")

@@ -290,12 +290,34 @@ def export_training(location: str | Path) -> dict:
     return training if isinstance(training, dict) else {}
 
 
+def pack_holding(data_path: str | Path) -> str | None:
+    """The code of the language pack whose folder holds ``data_path`` (fi-tiny trains on
+    corpora/fi/seed-stories.txt), or None: a text inside a pack is in that pack's language."""
+    path = Path(data_path).expanduser()
+    if not path.exists():
+        return None
+    for folder in path.resolve().parents if path.is_file() else (path.resolve(), *path.resolve().parents):
+        if (folder / "pack.yaml").is_file():
+            try:
+                return PackSpec.model_validate(yaml.safe_load(_read_text(folder / "pack.yaml"))).code
+            except (OSError, PackError, yaml.YAMLError, ValidationError):
+                return None
+    return None
+
+
+def corpus_language(recipe) -> str | None:
+    """The language of a run's training data, from its corpus's stats.json or the pack folder holding it."""
+    stats = run_corpus_stats(recipe)
+    return stats["lang"] if stats is not None else pack_holding(recipe.data.path)
+
+
 def run_language(run: str | Path, recipe) -> str:
     """The pack code of the corpus a run (or export) was trained on, for commands whose --lang was left out."""
-    stats = run_corpus_stats(recipe, run)
-    if stats is not None:
-        return stats["lang"]
-    what = "its training corpus has no stats.json" if recipe is not None else "the export does not record it"
+    lang = corpus_language(recipe) if recipe is not None else (run_corpus_stats(None, run) or {}).get("lang")
+    if lang is not None:
+        return lang
+    what = ("its training data is neither a build-corpus folder nor inside a language pack" if recipe is not None
+            else "the export does not record it")
     raise PackError(f"cannot tell the language of {run} ({what}): pass --lang")
 
 
