@@ -219,6 +219,12 @@ def test_build_filters_by_default_and_explains_every_removal(tmp_path, llm_serve
     rejected = [json.loads(line) for line in (tmp_path / "junk" / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 10 and all(r["filter"] and r["reason"] and r["text"] for r in rejected)
     assert "kept 0 of 10" in (tmp_path / "junk" / "card.md").read_text()
+    # from the command line, a build that keeps nothing fails: it is nothing to train on
+    cli = CliRunner().invoke(app, ["build-corpus", "--lang", "fi", "--n", "3", "--out", str(tmp_path / "junk2"),
+                                   "--model", "m", "--base-url", llm_server.url])
+    said = "".join(cli.output.split())  # rich wraps long paths mid-word
+    assert cli.exit_code == 1 and "passedthefilters,soitssplitsareempty" in said
+    assert "junk2/rejected.jsonl" in said and (tmp_path / "junk2" / "rejected.jsonl").is_file()
 
 
 def test_an_unchanged_corpus_keeps_its_splits_untouched_and_no_filter_rewrites_them(tmp_path):

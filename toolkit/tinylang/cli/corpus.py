@@ -164,6 +164,10 @@ def build_corpus_command(
                           "the model's context): asking again gets the same answer until the model, --max-tokens or "
                           "the story changes; each reason is in failures.jsonl.[/]")
         raise typer.Exit(2)
+    if stats["splits"]["train"] == 0:  # a corpus nothing can train on is a failed build, not a result
+        fail(f"no story in {result.out} passed the filters, so its splits are empty: the reasons are in "
+             f"{result.out / 'rejected.jsonl'}; `tinylang filter --lang {options.lang} --explain TEXT` shows each "
+             "filter's verdict on one story (docs/filter.md)")
 
 
 @app.command("filter")
