@@ -17,14 +17,22 @@ import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything else, or a
+    device this machine lacks, is a RuntimeError that names what to pass."""
+    kind, _, index = name.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (index and (kind != "cuda" or not index.isdigit())):
+        raise RuntimeError(f"device {name!r} is not one of auto, cpu, cuda (or cuda:N) and mps")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU (is this a CPU build of torch?)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for, but torch sees no CUDA GPU (is this a CPU build of torch?)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise RuntimeError(f"device {name!r} was asked for, but torch sees {torch.cuda.device_count()} GPU(s), "
+                           f"numbered from 0")
     if name == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError("device 'mps' was asked for, but this machine has no Apple MPS device")
     return torch.device(name)
