@@ -225,6 +225,11 @@ def test_an_output_dir_that_cannot_be_made_fails_before_encoding(recipe_file, tm
     with pytest.raises(TrainError, match="output.dir .*afile is a file, not a folder"):
         train(load_recipe(recipe_file, [f"output.dir={tmp_path / 'afile' / 'run'}", f"data.cache_dir={cache}"]))
     assert not cache.exists() and (tmp_path / "afile").read_text() == "mine"
+    out = io.StringIO()  # --resume: the same error, without first announcing a new run
+    with pytest.raises(TrainError, match="afile is a file, not a folder"):
+        train(load_recipe(recipe_file, [f"output.dir={tmp_path / 'afile'}", f"data.cache_dir={cache}"]), resume=True,
+              console=Console(file=out))
+    assert "starting a new run" not in out.getvalue()
 
 
 def test_a_split_shorter_than_one_window_is_said_and_counted(recipe_file, tmp_path):

@@ -284,12 +284,12 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
             f"{run_dir} already holds a run ({CHECKPOINT_NAME}). Continue it with --resume, or choose another "
             "output directory (--set output.dir=...)."
         )
-    if resume and not ckpt_path.exists():
-        console.print(f"[yellow]No checkpoint in {run_dir}; starting a new run.")
-        resume = False
     problem = make_folder(run_dir, "output.dir") if dist.is_main else None  # before minutes of encoding
     if problem:
         raise TrainError(problem)
+    if resume and not ckpt_path.exists():
+        console.print(f"[yellow]No checkpoint in {run_dir}; starting a new run.")
+        resume = False
 
     device = dist.device
     dtype = pick_precision(cfg.precision, device)
