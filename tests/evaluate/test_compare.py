@@ -96,3 +96,12 @@ def test_out_must_be_a_folder(tmp_path):
     assert inside.exit_code == 1 and inside.stderr.startswith(
         f"error: --out {tmp_path / 'taken' / 'sub'}: cannot create the folder ({tmp_path / 'taken'} is a file, not a folder)")
     assert "\n" not in inside.stderr.strip()
+
+
+def test_a_missing_evaluation_names_the_command_that_makes_it(tmp_path):
+    run = make_run(tmp_path / "run", summary())
+    named = compare(str(run), "--name", "x1", "--out", str(tmp_path / "out"))
+    assert named.exit_code == 1 and f"run `tinylang evaluate {run} --name x1` first" in "".join(named.stderr.split("\n"))
+    (tmp_path / "empty").mkdir()
+    plain = compare(str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert f"run `tinylang evaluate {tmp_path / 'empty'}` first" in "".join(plain.stderr.split("\n"))

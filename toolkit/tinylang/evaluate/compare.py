@@ -53,7 +53,8 @@ def load_summary(run: Path, name: str) -> dict:
     summary is a CompareError naming the file, not a traceback."""
     path = Path(run) / "eval" / name / "summary.json"
     if not path.is_file():
-        raise CompareError(f"{run}: no evaluation named {name!r} ({path} is missing): run `tinylang evaluate {run}` first")
+        raise CompareError(f"{run}: no evaluation named {name!r} ({path} is missing): run `tinylang evaluate {run}"
+                           + ("" if name == "default" else f" --name {name}") + "` first")
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
