@@ -188,20 +188,25 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_errors(source: str, error: ValidationError) -> str:
+def _format_errors(source: str, error: ValidationError, overrides: list[str]) -> str:
+    """One line per problem; a value that came from ``--set`` says so, since the file may be fine."""
+    set_by = {item.split("=", 1)[0].strip(): item for item in overrides}
     lines = [f"{source}: invalid recipe"]
     for e in error.errors():
         where = ".".join(str(part) for part in e["loc"]) or "(top level)"
         message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {where}: {message}")
+        origin = next((f" (from --set {item})" for key, item in set_by.items()
+                       if where == key or where.startswith(key + ".")), "")
+        lines.append(f"  {where}: {message}{origin}")
     return "\n".join(lines)
 
 
-def recipe_from_dict(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+def recipe_from_dict(raw: dict[str, Any], source: str = "recipe", overrides: list[str] | None = None) -> Recipe:
+    """``raw`` validated; ``overrides``, the ``--set`` items already applied to it, are named in errors."""
     try:
         return Recipe.model_validate(raw)
     except ValidationError as error:
-        raise RecipeError(_format_errors(source, error)) from None
+        raise RecipeError(_format_errors(source, error, overrides or [])) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -216,7 +221,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise RecipeError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections (data, model, optim, train, eval, output)")
-    return recipe_from_dict(apply_overrides(raw, overrides or []), source=str(path))
+    return recipe_from_dict(apply_overrides(raw, overrides or []), source=str(path), overrides=overrides)
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
