@@ -63,6 +63,11 @@ def test_generate_renders_the_instruct_request(recipe_file, tmp_path):
     assert "not on instruct requests" in by_label.stderr  # this run learnt plain stories: the user is told
     bad = runner.invoke(app, ["generate", str(run), "--features", "sadness", "--lang", str(pack)])
     assert bad.exit_code == 1 and "unknown feature" in bad.output and "vuoropuhelu" in bad.output
+    twice = runner.invoke(app, ["generate", str(run), "--features", "dialogue,vuoropuhelu", "--words",
+                                "koira,pallo,Koira, koira", "--lang", str(pack), "--max-bytes", "5", "--seed", "0"])
+    assert twice.exit_code == 0 and twice.stdout.startswith("Piirteet: vuoropuhelu\nSanat: koira, pallo\nTarina: ")
+    empty = runner.invoke(app, ["generate", str(run), "--words", "", "--lang", str(pack)])
+    assert empty.exit_code == 1 and "lists no words" in empty.output
 
 
 def test_generate_refuses_an_empty_nucleus_and_can_sample_every_byte(recipe_file):

@@ -76,13 +76,13 @@ def generate(
     except (CheckpointError, RuntimeError) as error:
         fail(str(error))
     beginning, pack, word_list = prompt, None, []
-    if words or features:
+    if words is not None or features:
         column = run_text_column(run, recipe)
         if column not in (None, "instruct"):
             errors.print(f"[yellow]warning:[/] {run} was trained on the {column!r} column, not on "
                          "instruct requests: it may not follow --words/--features.", highlight=False)
         pack, word_list, prompt = _instruct_request(run, recipe, lang, words, features, prompt)
-        if words and not word_list:
+        if words is not None and not word_list:
             fail(f"--words {words!r} lists no words; give them comma-separated: --words koira,pallo")
     fits = model.config.context_bytes - 1  # the begin-of-story id takes one place
     if len(prompt.encode("utf-8")) > fits:
@@ -93,14 +93,15 @@ def generate(
     matcher = pack_matcher(pack) if word_list else None  # with guidance 0 it still says which words were used
     try:
         for i in range(num):
+            story_seed = None if seed is None else seed + i
+            guide = WordGuide(word_list, guidance, is_use=matcher, prompt_tail=beginning) if matcher else None
+            if guide is not None and guide.unsteered and guidance and i == 0:  # before the story starts streaming
+                errors.print(f"[yellow]warning:[/] not single words, left to the model and not counted: "
+                             f"{escape(', '.join(guide.unsteered))}", highlight=False)
             if num > 1:
                 console.print(f"[bold]--- story {i + 1}/{num}[/]", highlight=False)
             sys.stdout.write(prompt)
-            story_seed = None if seed is None else seed + i
-            guide = WordGuide(word_list, guidance, is_use=matcher, prompt_tail=beginning) if matcher else None
-            if guide is not None and guide.unsteered and guidance and i == 0:
-                errors.print(f"[yellow]warning:[/] not single words, left to the model and not counted: "
-                             f"{escape(', '.join(guide.unsteered))}", highlight=False)
+            sys.stdout.flush()
             for piece in stream_story(model, prompt, max_bytes, temperature, top_k or None, top_p, story_seed, guide):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -148,7 +149,12 @@ def _instruct_request(run: Path, recipe, lang: Optional[str], words: Optional[st
         wanted = pack.feature_names([f.strip() for f in (features or "").split(",") if f.strip()])
     except PackError as error:
         fail(str(error))
-    word_list = [w.strip() for w in (words or "").split(",") if w.strip()]
+    wanted = list(dict.fromkeys(wanted))  # dialogue,vuoropuhelu: one feature, asked once
+    word_list, seen = [], set()
+    for word in (w.strip() for w in (words or "").split(",")):
+        if word and word.casefold() not in seen:  # each word once, in its first spelling and place
+            seen.add(word.casefold())
+            word_list.append(word)
     return pack, word_list, pack.instruct_text(word_list, wanted, beginning)
 
 
