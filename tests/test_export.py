@@ -97,3 +97,16 @@ def test_damaged_exports_are_one_line_each(run_dir, tmp_path):
     assert len(str(error.value).splitlines()) <= 5  # three tensors named, then a count; not a page
     with pytest.raises(CheckpointError, match="no such run folder, checkpoint or export"):
         load_model(tmp_path / "missing")
+
+
+
+def test_the_model_card_counts_in_words_that_agree(tmp_path):
+    from tinylang.export import model_card
+
+    model = tiny_config(context_bytes=64).model_dump() | {"global_layers": 1, "global_heads": 1, "local_layers": 3}
+    meta = {"model": model, "parameters": 1000, "tinylang_version": "0", "special_ids": {"bos": 256, "eos": 257, "pad": 258},
+            "training": {"val_bpb": None, "steps": 1,
+            "bytes_seen": 64, "train_loss": None, "data": "x", "text_column": "text", "corpus": None}}
+    card = model_card(meta, "run", tmp_path)
+    assert "| global model | 1 layer, width" in card and "1 head |" in card
+    assert f"| local model | 3 layers, width {model['local_dim']}, {model['local_heads']} heads |" in card

@@ -101,6 +101,10 @@ def _own_output(folder: Path) -> bool:
         return False
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def model_card(meta: dict, run_name: str, folder: Path) -> str:
     m, t = meta["model"], meta["training"]
     bpb = "not evaluated" if t["val_bpb"] is None else f"{t['val_bpb']:.4f}"
@@ -113,8 +117,8 @@ A byte-level MEGABYTE language model trained with tinylang {meta['tinylang_versi
 | parameters | {meta['parameters']:,} |
 | patch size | {m['patch_size']} bytes |
 | context | {m['context_bytes']} bytes |
-| global model | {m['global_layers']} layers, width {m['global_dim']}, {m['global_heads']} heads |
-| local model | {m['local_layers']} layers, width {m['local_dim']}, {m['local_heads']} heads |
+| global model | {_count(m['global_layers'], 'layer')}, width {m['global_dim']}, {_count(m['global_heads'], 'head')} |
+| local model | {_count(m['local_layers'], 'layer')}, width {m['local_dim']}, {_count(m['local_heads'], 'head')} |
 | training data | `{t['data']}` |
 | training | {t['steps']:,} steps, {t['bytes_seen']:,} bytes |
 | validation bits per byte | {bpb} |
