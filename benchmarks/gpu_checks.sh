@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Everything tinylang checks on a CUDA GPU, in one go: about 6 minutes on one H200. GPU time is
+# Everything tinylang checks on a CUDA GPU, in one go: about 7 minutes on one H200. GPU time is
 # scarce, so each step has its own time limit and a failing step does not stop the ones after it.
 #   1. the GPU tests (pytest -m gpu);
 #   2. bench_model.py --device cuda: recipes/fi-40m.yaml's shapes, tinylang against the reference, bf16
 #      training throughput and MFU (eager and torch.compile'd), generation speed, peak memory;
 #   3. the real trainer: `tinylang train recipes/fi-40m.yaml` for a few hundred steps on CORPUS
-#      (bf16 autocast, fused AdamW, validation and samples on the GPU), then a one-process torchrun run
-#      (NCCL) of fi-tiny;
+#      (bf16 autocast, fused AdamW, validation and samples on the GPU), then 20 of its steps under
+#      torch.profiler (profile_train.py: how long the GPU waits for the host), then a one-process
+#      torchrun run (NCCL) of fi-tiny;
 #   4. the model, training and generation tests with a GPU visible (device "auto" then means CUDA).
 #
 #   bash benchmarks/gpu_checks.sh OUT_DIR [CORPUS]     # CORPUS: any data.path (default data/fi-generate)
 #
-# OUT_DIR gets bench-results-cuda.json, the runs (fi-40m/, fi-tiny-torchrun/) and, on stdout, the log.
+# OUT_DIR gets bench-results-cuda.json, trainer-trace.json, the runs (fi-40m/, fi-tiny-torchrun/) and,
+# on stdout, the log.
 # PYTHON picks the interpreter (default: .venv's, else python). Exits 1 if any check failed, 2 without a GPU.
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_checks.sh OUT_DIR [CORPUS]}
@@ -43,6 +45,8 @@ step "benchmark" 330 $py benchmarks/bench_model.py --device cuda --batch 32 --wa
 step "train fi-40m" 120 $py -m tinylang train recipes/fi-40m.yaml --set "data.path=$corpus" \
     --set "output.dir=$out/fi-40m" --set train.max_steps=400 --set train.log_every=20 \
     --set train.checkpoint_every=400 --set eval.every_steps=200 --set eval.batches=8 --set eval.samples=2
+step "profile the trainer" 150 $py benchmarks/profile_train.py recipes/fi-40m.yaml --set "data.path=$corpus" \
+    --warmup 10 --steps 20 --out "$out/trainer-trace.json"
 step "torchrun fi-tiny" 90 $py -m torch.distributed.run --standalone --nproc_per_node 1 -m tinylang train \
     recipes/fi-tiny.yaml --set "data.path=$corpus" --set "output.dir=$out/fi-tiny-torchrun" \
     --set train.max_steps=60 --set eval.every_steps=30

@@ -57,7 +57,7 @@ def test_export_writes_safetensors_config_and_card(trained_run, tmp_path):
         (["generate", "no/such/run"], "no such run folder"),
         (["export", "no/such/run", "out"], "no checkpoint here"),
         (["evaluate", "no/such/run", "--name", "../../elsewhere"], "must be a plain folder name"),
-        (["evaluate", "no/such/run", "--device", "bogus"], "device type at start of device string: bogus"),
+        (["evaluate", "no/such/run", "--device", "bogus"], "device 'bogus' is not one of auto, cpu, cuda"),
     ],
 )
 def test_errors_are_messages_not_tracebacks(args, message, tmp_path):
