@@ -170,9 +170,11 @@ def test_init_from_starts_from_the_pretrained_weights(recipe_file, tmp_path):
     longer = train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'long'}", "model.context_bytes=128"]),
                    console=Console(quiet=True))
     assert longer.step == 1  # rotary positions: the same weights fine-tune at a longer context
+    cache = tmp_path / "fresh-cache"
     with pytest.raises(TrainError, match="different model shape"):
-        train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'other'}", "model.global_dim=64"]),
-              console=Console(quiet=True))
+        train(load_recipe(recipe_file, overrides + [f"output.dir={tmp_path / 'other'}", "model.global_dim=64",
+                                                    f"data.cache_dir={cache}"]), console=Console(quiet=True))
+    assert not cache.exists()  # refused before the corpus was encoded
 
 
 def test_a_run_loaded_from_another_directory_finds_its_relative_corpus(tmp_path, monkeypatch):

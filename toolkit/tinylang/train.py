@@ -197,10 +197,11 @@ def _progress(console: Console) -> Progress:
 # -- the loop -----------------------------------------------------------------------------------
 
 
-def _init_weights(model: Megabyte, source: str, recipe: Recipe, console: Console) -> None:
-    """Fine-tuning: copy the weights of a finished run (same model shape) before the first step."""
+def pretrained_weights(source: str, recipe: Recipe) -> dict[str, torch.Tensor]:
+    """Fine-tuning: the weights of a finished run (same model shape), checked before minutes of encoding."""
     try:
-        pretrained, _ = load_model(source)
+        with torch.random.fork_rng(devices=[]):  # building the loaded model must not move this run's seed
+            pretrained, _ = load_model(source)
     except CheckpointError as error:
         raise TrainError(f"train.init_from: {error}") from None
     ours, theirs = recipe.model.model_dump(), pretrained.config.model_dump()
@@ -209,8 +210,7 @@ def _init_weights(model: Megabyte, source: str, recipe: Recipe, console: Console
     if ours != theirs:
         diffs = ", ".join(f"model.{k}: {theirs[k]!r} there, {v!r} here" for k, v in ours.items() if theirs[k] != v)
         raise TrainError(f"train.init_from: {source} has a different model shape than this recipe ({diffs})")
-    model.load_state_dict(pretrained.state_dict())
-    console.print(f"Starting from the weights of {source}")
+    return pretrained.state_dict()
 
 
 def accumulation_steps(recipe: Recipe, world_size: int) -> int:
@@ -295,6 +295,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     dtype = pick_precision(cfg.precision, device)
     grad_accum = accumulation_steps(recipe, dist.world_size)
     workers = cpu_workers(recipe, device, dist)
+    pretrained = pretrained_weights(cfg.init_from, recipe) if cfg.init_from and not resume else None
     seed_everything(cfg.seed)
     data = ByteData.from_config(recipe.data, console)  # one rank encodes, the others wait on its lock
     context = recipe.model.context_bytes
@@ -344,8 +345,9 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 _truncate_jsonl(run_dir / name, step)
         console.print(f"Resuming {run_dir} from step {step:,} ({bytes_seen:,} bytes seen)")
     else:
-        if cfg.init_from:
-            _init_weights(model, cfg.init_from, recipe, console)
+        if pretrained is not None:
+            model.load_state_dict(pretrained)
+            console.print(f"Starting from the weights of {cfg.init_from}")
         if dist.is_main:
             for name in (METRICS_NAME, SAMPLES_NAME):
                 (run_dir / name).unlink(missing_ok=True)
