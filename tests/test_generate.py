@@ -89,5 +89,8 @@ def test_generate_refuses_an_empty_nucleus_and_can_sample_every_byte(recipe_file
     assert latin1.stdout.startswith("Tarina \ufffd") and "--prompt is not UTF-8 (byte 0xe4" in latin1.stderr
     huge = runner.invoke(app, ["generate", str(run), "--seed", "99999999999999999999"])
     assert huge.exit_code == 2 and "--seed" in huge.output  # a usage error, not an overflow traceback
+    unguided = runner.invoke(app, ["generate", str(run), "--guidance", "3", "--max-bytes", "5", "--seed", "0"])
+    assert unguided.exit_code == 0 and "--guidance steers toward --words; without them it does nothing" in unguided.stderr
+    assert "--guidance" not in every.stderr  # the default says nothing
     last = runner.invoke(app, ["generate", str(run), "--seed", str(2**64 - 1), "--num", "2"])
     assert last.exit_code == 1 and "story i gets seed + i" in last.output

@@ -54,7 +54,7 @@ def generate(
     words: Optional[str] = typer.Option(None, "--words", help="Instruct models: words the story must use, comma-separated."),
     features: Optional[str] = typer.Option(None, "--features", help="Instruct models: features, e.g. dialogue,bad_ending."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Pack whose instruct labels to use (default: the corpus's)."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0, max=100.0,
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, max=100.0, show_default=str(DEFAULT_GUIDANCE),
                                    help="With --words: steer sampling toward requested words not yet used "
                                         "(logit bonus in nats; 0 turns it off; see docs/generate.md)."),
 ) -> None:
@@ -90,6 +90,10 @@ def generate(
         errors.print(f"[yellow]warning:[/] the {what} is {len(prompt.encode('utf-8')):,} bytes; the model sees only "
                      f"its last {fits:,} (its context){', so the start of the request is lost' if words or features else ''}.",
                      highlight=False)
+    if guidance is not None and not word_list:
+        errors.print("[yellow]warning:[/] --guidance steers toward --words; without them it does nothing.",
+                     highlight=False)
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     matcher = pack_matcher(pack) if word_list else None  # with guidance 0 it still says which words were used
     try:
         for i in range(num):
@@ -269,7 +273,7 @@ def evaluate_command(
                                         help="Quick check: only the first N beginnings, held-out beginnings and "
                                              "validation stories."),
     instruct: bool = typer.Option(False, "--instruct", help="An instruct model: prompts request words and features."),
-    guidance: float = typer.Option(DEFAULT_GUIDANCE, "--guidance", min=0.0, max=100.0,
+    guidance: Optional[float] = typer.Option(None, "--guidance", min=0.0, max=100.0, show_default=str(DEFAULT_GUIDANCE),
                                    help="With --instruct: word guidance strength, as in generate (0: the model alone)."),
     judge_model: Optional[str] = typer.Option(None, "--judge-model", help="LLM judge (or TINYLANG_JUDGE_MODEL); none: metrics only."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="Judge endpoint (or OPENAI_BASE_URL; key from OPENAI_API_KEY)."),
@@ -294,6 +298,10 @@ def evaluate_command(
     _check_top_p(top_p)
     if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
         fail(f"--name {name!r} must be a plain folder name: results go to RUN/eval/NAME/")
+    if guidance is not None and not instruct:
+        errors.print("[yellow]warning:[/] --guidance steers instruct models toward requested words; without "
+                     "--instruct it does nothing.", highlight=False)
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
     try:
         pick_device(device)  # a device torch does not have: one line now, not a traceback after loading
     except RuntimeError as error:
