@@ -204,7 +204,7 @@ def test_a_run_trained_on_a_text_inside_a_pack_is_in_that_packs_language(tmp_pat
     for it, and neither does its export."""
     from tests.conftest import make_stories, recipe_dict, write_txt
     from tinylang.export import export_run
-    from tinylang.langpack import run_language
+    from tinylang.run_corpus import run_language
     from tinylang.recipe import recipe_from_dict
     from tinylang.train import train
     from rich.console import Console

@@ -205,7 +205,7 @@ def test_instruct_chat_renders_the_pack_request():
         {"role": "system", "content": "ignored"},
         {"role": "user", "content": "Sanat: koira, pallo\nPiirteet: vuoropuhelu, dialogue\nTarina: Olipa kerran"}])
     prompt, beginning, words = chat_prompt(request, pack)
-    assert prompt == pack.instruct_text(["koira", "pallo"], ["dialogue", "dialogue"], "Olipa kerran")
+    assert prompt == pack.instruct_text(["koira", "pallo"], ["dialogue"], "Olipa kerran")  # one feature, named twice: asked once
     assert beginning == "Olipa kerran" and words == ["koira", "pallo"]
     plain = ChatRequest(model="m", messages=[{"role": "user", "content": "koira, pallo, iloinen"}])
     assert chat_prompt(plain, pack) == (pack.instruct_text(["koira", "pallo", "iloinen"], [], ""), "",

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, load_weights, with_data_found
-from .langpack import pack_holding, run_corpus_stats
+from .run_corpus import pack_holding, run_corpus_stats
 from .model import BOS_ID, EOS_ID, PAD_ID, Megabyte, MegabyteConfig
 from .outputs import make_folder, output_folder_problem
 from .recipe import recipe_from_dict, recipe_to_yaml

@@ -11,7 +11,6 @@ prompt templates, instruct labels, filter thresholds), ``vocabulary.tsv``, ``fun
 from __future__ import annotations
 
 import csv
-import json
 import os
 import string
 from dataclasses import dataclass
@@ -221,13 +220,13 @@ class LanguagePack:
 
     def feature_names(self, asked: list[str]) -> list[str]:
         """Features as users type them, by name (``dialogue``) or by this pack's label
-        (``vuoropuhelu``), in any case, as feature names; unknown ones raise PackError."""
+        (``vuoropuhelu``), in any case, as feature names, each once; unknown ones raise PackError."""
         by_label = {self.spec.features[f].label.lower(): f for f in FEATURES} | {f: f for f in FEATURES}
         unknown = [item for item in asked if item.lower() not in by_label]
         if unknown:
             raise PackError(f"unknown feature(s) {', '.join(unknown)}; choose from {', '.join(FEATURES)} "
                             f"(or their {self.spec.code} labels: {', '.join(self.feature_labels(list(FEATURES)))})")
-        return [by_label[item.lower()] for item in asked]
+        return list(dict.fromkeys(by_label[item.lower()] for item in asked))  # dialogue,vuoropuhelu: once
 
     def generation_prompt(self, noun: str, verb: str, adjective: str, features: list[str]) -> str:
         """The TinyStories prompt in this pack's words (pure: same inputs, same text)."""
@@ -264,66 +263,6 @@ def _pack_directory(lang: str | Path) -> Path:
     known = ", ".join(available_packs()) or "none"
     looked = ", ".join(str(root) for root in roots) or "no corpora folder found"
     raise PackError(f"no language pack {str(lang)!r} (looked in {looked}; packs there: {known})")
-
-
-def run_corpus_stats(recipe, run: str | Path | None = None) -> dict | None:
-    """build-corpus's stats.json of the corpus a run was trained on (its language and sources); None
-    when the run's data is not a build-corpus folder. ``recipe`` is the run's stored recipe, None for
-    exports, which carry what they need of it in config.json (``training.corpus``)."""
-    if recipe is None:
-        return export_training(run).get("corpus") if run is not None else None
-    stats = Path(recipe.data.path) / "stats.json"
-    if not stats.is_file():
-        return None
-    return json.loads(stats.read_text(encoding="utf-8"))
-
-
-def export_training(location: str | Path) -> dict:
-    """The ``training`` section of an export's config.json ({} for anything else, or an old export)."""
-    config = Path(location) / "config.json"
-    if not (Path(location) / "model.safetensors").is_file() or not config.is_file():
-        return {}
-    try:
-        training = json.loads(config.read_text(encoding="utf-8")).get("training")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return training if isinstance(training, dict) else {}
-
-
-def pack_holding(data_path: str | Path) -> str | None:
-    """The code of the language pack whose folder holds ``data_path`` (fi-tiny trains on
-    corpora/fi/seed-stories.txt), or None: a text inside a pack is in that pack's language."""
-    path = Path(data_path).expanduser()
-    if not path.exists():
-        return None
-    for folder in path.resolve().parents if path.is_file() else (path.resolve(), *path.resolve().parents):
-        if (folder / "pack.yaml").is_file():
-            try:
-                return PackSpec.model_validate(yaml.safe_load(_read_text(folder / "pack.yaml"))).code
-            except (OSError, PackError, yaml.YAMLError, ValidationError):
-                return None
-    return None
-
-
-def corpus_language(recipe) -> str | None:
-    """The language of a run's training data, from its corpus's stats.json or the pack folder holding it."""
-    stats = run_corpus_stats(recipe)
-    return stats["lang"] if stats is not None else pack_holding(recipe.data.path)
-
-
-def run_language(run: str | Path, recipe) -> str:
-    """The pack code of the corpus a run (or export) was trained on, for commands whose --lang was left out."""
-    lang = corpus_language(recipe) if recipe is not None else (run_corpus_stats(None, run) or {}).get("lang")
-    if lang is not None:
-        return lang
-    what = ("its training data is neither a build-corpus folder nor inside a language pack" if recipe is not None
-            else "the export does not record it")
-    raise PackError(f"cannot tell the language of {run} ({what}): pass --lang")
-
-
-def run_text_column(run: str | Path, recipe) -> str | None:
-    """The column a run (or export) was trained on (``instruct`` for instruct models); None if unknown."""
-    return recipe.data.text_column if recipe is not None else export_training(run).get("text_column")
 
 
 def load_pack(lang: str | Path) -> LanguagePack:

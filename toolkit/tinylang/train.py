@@ -14,11 +14,9 @@ batch N*b would see; only rank 0 logs, samples and writes checkpoints.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, check_same_model, load_checkpoint, load_model, save_checkpoint
 from .cpu_parallel import CpuDataParallel, auto_workers, cpu_workers_problem
@@ -37,6 +34,7 @@ from .model import BOS_ID, Megabyte
 from .outputs import make_folder
 from .recipe import OptimConfig, Recipe, recipe_to_yaml
 from .runtime import autocast_context, pick_precision
+from .train_console import StopRequest, append_jsonl, one_line, progress_bar, truncate_jsonl
 
 METRICS_NAME, SAMPLES_NAME, RECIPE_NAME = "metrics.jsonl", "samples.jsonl", "recipe.yaml"
 
@@ -134,66 +132,6 @@ def generate_samples(model: Megabyte, recipe: Recipe, step: int, device: torch.d
     return [decode_bytes(row) for row in out.cpu()]
 
 
-# -- run directory ------------------------------------------------------------------------------
-
-
-def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _truncate_jsonl(path: Path, last_step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from, so the log matches the weights."""
-    if not path.is_file():
-        return
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [line for line in rows if json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-
-
-def _one_line(text: str, width: int) -> str:
-    """A sample as one printable line: whitespace collapsed, control characters shown as U+FFFD."""
-    flat = " ".join(text.split())
-    flat = "".join(c if c.isprintable() else "\ufffd" for c in flat)
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-class _StopRequest:
-    """First Ctrl-C: finish the current step, save, exit. Second Ctrl-C: stop at once."""
-
-    def __init__(self, console: Console):
-        self.requested, self.console, self.previous = False, console, None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.console.print("[yellow]Stopping after this step and saving a checkpoint (Ctrl-C again to abort)")
-
-    def __enter__(self):
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]step {task.completed}/{task.total}"),
-        BarColumn(),
-        TextColumn("loss {task.fields[loss]}"),
-        TextColumn("val bpb {task.fields[bpb]}"),
-        TextColumn("{task.fields[rate]} B/s"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 # -- the loop -----------------------------------------------------------------------------------
 
 
@@ -236,13 +174,12 @@ def accumulation_steps(recipe: Recipe, world_size: int) -> int:
 def budget_hint(stopped_by: str, cfg) -> str | None:
     """What to change when a budget other than max_steps ended the run first: a recipe with a time
     budget (fi-tiny's 6 minutes) otherwise stops a longer run silently, or never starts a resumed one."""
-    if stopped_by == "max_minutes":
-        return (f"train.max_minutes={cfg.max_minutes:g} ended the run before train.max_steps={cfg.max_steps:,}; "
-                "to train on, raise it or lift it (--set train.max_minutes=null) and --resume.")
-    if stopped_by == "max_bytes":
-        return (f"train.max_bytes={cfg.max_bytes:,} ended the run before train.max_steps={cfg.max_steps:,}; "
-                "to train on, raise it or lift it (--set train.max_bytes=null) and --resume.")
-    return None
+    if stopped_by not in ("max_minutes", "max_bytes"):
+        return None
+    limit = getattr(cfg, stopped_by)
+    shown = f"{limit:g}" if isinstance(limit, float) else f"{limit:,}"
+    return (f"train.{stopped_by}={shown} ended the run before train.max_steps={cfg.max_steps:,}; "
+            f"to train on, raise it or lift it (--set train.{stopped_by}=null) and --resume.")
 
 
 def cpu_workers(recipe: Recipe, device: torch.device, dist: Distributed) -> int:
@@ -342,7 +279,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                           "alike, but its losses can differ in the last digits from an uninterrupted run.")
         if dist.is_main:
             for name in (METRICS_NAME, SAMPLES_NAME):
-                _truncate_jsonl(run_dir / name, step)
+                truncate_jsonl(run_dir / name, step)
         console.print(f"Resuming {run_dir} from step {step:,} ({bytes_seen:,} bytes seen)")
     else:
         if pretrained is not None:
@@ -426,7 +363,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     rate_window: list[tuple[float, int]] = [(started, bytes_seen)]
     bad_steps = 0
     parallel = CpuDataParallel(model, workers, dtype) if workers > 1 else None
-    with _StopRequest(console) as stop, _progress(console) as progress, parallel or contextlib.nullcontext():
+    with StopRequest(console) as stop, progress_bar(console) as progress, parallel or contextlib.nullcontext():
         task = progress.add_task("train", total=cfg.max_steps, completed=step, loss="-", bpb="-", rate="-")
         while stopped_by is None:
             step += 1
@@ -483,12 +420,12 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
                 row |= {"val_loss": round(val_loss, 6), "val_bpb": round(val_bpb, 6)}
                 samples = generate_samples(model, recipe, step, device) if dist.is_main else []
                 for text in samples:
-                    _append_jsonl(run_dir / SAMPLES_NAME, {"step": step, "text": text})
+                    append_jsonl(run_dir / SAMPLES_NAME, {"step": step, "text": text})
                 progress.console.print(f"step {step:,}: train loss {train_loss:.4f}, val bpb {val_bpb:.4f}")
                 for text in samples[:2]:
-                    progress.console.print("  " + _one_line(text, 160), style="dim", highlight=False, markup=False)
+                    progress.console.print("  " + one_line(text, 160), style="dim", highlight=False, markup=False)
             if row is not None and dist.is_main:
-                _append_jsonl(run_dir / METRICS_NAME, row)
+                append_jsonl(run_dir / METRICS_NAME, row)
             if step % cfg.checkpoint_every == 0 or stopped_by is not None:
                 checkpoint()
             progress.update(

@@ -63,7 +63,7 @@ def generate(
     from ..checkpoint import CheckpointError, load_model
     from ..generate import stream_story
     from ..guidance import WordGuide, pack_matcher
-    from ..langpack import run_text_column
+    from ..run_corpus import run_text_column
     from ..runtime import pick_device
 
     _check_top_p(top_p)
@@ -143,7 +143,8 @@ def _instruct_request(run: Path, recipe, lang: Optional[str], words: Optional[st
                       beginning: str):
     """(pack, requested words, prompt): the prompt is the pack's instruct rendering, features and
     words lines, then the story label and beginning."""
-    from ..langpack import PackError, load_pack, run_language
+    from ..langpack import PackError, load_pack
+    from ..run_corpus import run_language
 
     try:
         pack = load_pack(lang or run_language(run, recipe))
@@ -153,7 +154,6 @@ def _instruct_request(run: Path, recipe, lang: Optional[str], words: Optional[st
         wanted = pack.feature_names([f.strip() for f in (features or "").split(",") if f.strip()])
     except PackError as error:
         fail(str(error))
-    wanted = list(dict.fromkeys(wanted))  # dialogue,vuoropuhelu: one feature, asked once
     word_list, seen = [], set()
     for word in (w.strip() for w in (words or "").split(",")):
         if word and word.casefold() not in seen:  # each word once, in its first spelling and place

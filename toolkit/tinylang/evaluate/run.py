@@ -30,7 +30,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..checkpoint import load_model
 from ..guidance import DEFAULT_STRENGTH, WordGuide, pack_matcher
 from ..corpus.plan import grammar_words, pack_words, sample_request
-from ..langpack import LanguagePack, load_pack, run_corpus_stats, run_language
+from ..langpack import LanguagePack, load_pack
+from ..run_corpus import run_corpus_stats, run_language
 from ..llm import LLMClient, LLMFatalError, LLMSettings, UsageStats
 from ..model import BOS_ID, EOS_ID
 from ..records import read_parquet

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..checkpoint import load_model
 from ..guidance import DEFAULT_STRENGTH, WordGuide, pack_matcher
-from ..langpack import LanguagePack, load_pack, run_language, run_text_column
+from ..langpack import LanguagePack, load_pack
+from ..run_corpus import run_language, run_text_column
 from ..model import Megabyte
 from . import api
 from .engine import Engine, EngineBusy, Finished, GenerationRequest
