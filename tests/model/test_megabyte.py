@@ -216,6 +216,32 @@ def test_rms_norm_backward_inside_autocast_stays_fp32():
         assert a.dtype == torch.float32 and torch.equal(a, b)
 
 
+def test_attention_runs_in_fp32_under_cpu_bf16_autocast(monkeypatch):
+    """CPU autocast would run SDPA in bf16, whose backward is several times slower there than fp32's;
+    the model hands it fp32 with autocast off, while the projections around it stay in bf16."""
+    import tinylang.model.megabyte as megabyte
+
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **kwargs)
+
+    monkeypatch.setattr(megabyte.F, "scaled_dot_product_attention", spy)
+    torch.manual_seed(0)
+    model = Megabyte(tiny_config())
+    ids = torch.randint(0, 256, (4, 30))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, loss = model(ids, ids)
+    loss.backward()
+    assert len(seen) == model.config.global_layers + model.config.local_layers
+    assert all(s == (torch.float32, torch.float32, torch.float32, False) for s in seen)
+    assert logits.dtype == torch.bfloat16  # the head still ran in bf16: autocast is back on after attention
+    _, fp32_loss = model(ids, ids)
+    assert abs(loss.item() - fp32_loss.item()) < 0.05
+
+
 def test_cached_generation_equals_naive_loop_for_odd_widths():
     # token_shift keeps the first ceil(dim / 2) features (chunk); the decode step must keep as many
     config = tiny_config(positions="learned", global_dim=18, global_heads=2, local_dim=15, local_heads=3)

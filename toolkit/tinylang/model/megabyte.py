@@ -21,6 +21,7 @@ So output ``t`` depends on ``ids[0..t]`` only: the model is strictly causal.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import torch
@@ -114,6 +115,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: LayerCache | None = None) -> torch.Tensor:
         B, T, D = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.heads, self.head_dim)
+        fp32_attention = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        if fp32_attention:
+            qkv = qkv.float()
         # split and unbind, not slices: their backward is one concatenation, where each slice's
         # backward writes into a zero tensor the size of qkv (10 ms of a 450 ms CPU step).
         qk, v = qkv.split((2, 1), dim=2)
@@ -128,8 +132,11 @@ class Attention(nn.Module):
         if cache is not None:  # prefill; one-position steps are in decode.py
             cache.fill(k, v)
         mask = grouped_causal_mask(group, T, x.device) if group > 1 else None
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        # Under CPU autocast SDPA would run in bf16, whose backward there is 4-6x slower than fp32's
+        # (a third of a bf16 training step; docs/benchmarks.md, session 12): attention stays in fp32.
+        with torch.autocast("cpu", enabled=False) if fp32_attention else contextlib.nullcontext():
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
+                                               dropout_p=self.dropout if self.training else 0.0)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
 
 
