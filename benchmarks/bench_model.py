@@ -40,7 +40,7 @@ from tinylang.cpu_parallel import CpuDataParallel, auto_workers
 from tinylang.data import ByteData
 from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
 from tinylang.recipe import DataConfig, load_recipe
-from tinylang.runtime import pick_precision
+from tinylang.runtime import pick_precision, precision_name
 
 KINDS = ("tinylang", "reference")
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
@@ -116,10 +116,6 @@ def precision(kind: str, device: torch.device) -> torch.dtype | None:
     if kind == "tinylang":
         return pick_precision("auto", device)
     return torch.bfloat16 if device.type == "cuda" else None
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def amp(kind: str, device: torch.device):

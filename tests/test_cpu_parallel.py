@@ -112,17 +112,17 @@ def metrics(run_dir: Path) -> list[dict]:
 
 
 def test_training_with_threads_resumes_exactly_and_matches_plain_steps(recipe_file, tmp_path, capsys):
-    two = ["train.cpu_workers=2"]
+    two = ["train.cpu_workers=2", "train.precision=fp32"]  # fp32 on every CPU: auto is bf16 on AMX ones
     stopped = tmp_path / "stopped"
     train(load_recipe(recipe_file, two + [f"output.dir={stopped}", "train.max_steps=6"]))
-    assert "(fp32, data parallel over 2 threads)" in capsys.readouterr().out
+    assert "(fp32, data parallel over 2 threads)" in " ".join(capsys.readouterr().out.split())
     train(load_recipe(recipe_file, two + [f"output.dir={stopped}"]), resume=True)
     whole = tmp_path / "whole"
     train(load_recipe(recipe_file, two + [f"output.dir={whole}"]))
     capsys.readouterr()
     assert [r["train_loss"] for r in metrics(stopped)] == [r["train_loss"] for r in metrics(whole)]
     plain = tmp_path / "plain"
-    train(load_recipe(recipe_file, ["train.cpu_workers=1", f"output.dir={plain}"]))
+    train(load_recipe(recipe_file, ["train.cpu_workers=1", "train.precision=fp32", f"output.dir={plain}"]))
     assert "data parallel" not in capsys.readouterr().out
     for a, b in zip(metrics(whole), metrics(plain)):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
@@ -163,3 +163,15 @@ def test_auto_slices_only_where_it_was_measured_and_runs_stay_exact(recipe_file,
     capsys.readouterr()
     train(load_recipe(recipe_file, ["model.dropout=0.1", "train.max_steps=2"]))  # auto: plain steps
     assert "data parallel" not in capsys.readouterr().out
+
+
+def test_bf16_training_with_threads_resumes_exactly(recipe_file, tmp_path, capsys):
+    """What ``precision: auto`` trains in on CPUs with native bf16 (emulated, and slower, elsewhere)."""
+    bf16 = ["train.cpu_workers=2", "train.precision=bf16", "train.max_steps=8"]
+    stopped, whole = tmp_path / "stopped", tmp_path / "whole"
+    train(load_recipe(recipe_file, bf16 + [f"output.dir={stopped}", "train.max_steps=4"]))
+    assert "(bf16, data parallel over 2 threads)" in " ".join(capsys.readouterr().out.split())
+    train(load_recipe(recipe_file, bf16 + [f"output.dir={stopped}"]), resume=True)
+    train(load_recipe(recipe_file, bf16 + [f"output.dir={whole}"]))
+    losses = [r["train_loss"] for r in metrics(stopped)]
+    assert len(losses) == 8 and losses == [r["train_loss"] for r in metrics(whole)]

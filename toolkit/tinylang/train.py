@@ -33,7 +33,7 @@ from .distributed import Distributed
 from .model import BOS_ID, Megabyte
 from .outputs import make_folder
 from .recipe import OptimConfig, Recipe, recipe_to_yaml
-from .runtime import autocast_context, pick_precision
+from .runtime import autocast_context, pick_precision, precision_name
 from .train_console import StopRequest, append_jsonl, one_line, progress_bar, truncate_jsonl
 
 METRICS_NAME, SAMPLES_NAME, RECIPE_NAME = "metrics.jsonl", "samples.jsonl", "recipe.yaml"
@@ -303,7 +303,7 @@ def _train(recipe: Recipe, resume: bool, console: Console, dist: Distributed) ->
     threads = f", data parallel over {workers} threads" if workers > 1 else ""
     console.print(
         f"[bold]tinylang train[/] {model.num_parameters():,} parameters on {device.type}{processes}"
-        f" ({'fp32' if dtype is None else str(dtype).removeprefix('torch.')}{threads}), {bytes_per_step:,} bytes/step, "
+        f" ({precision_name(dtype)}{threads}), {bytes_per_step:,} bytes/step, "
         f"train {data.train.text_bytes:,} bytes in {data.train.stories:,} stories, "
         f"validation {data.validation.text_bytes:,} bytes -> {run_dir}"
     )

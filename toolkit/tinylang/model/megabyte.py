@@ -94,7 +94,12 @@ def attention_group(batch: int, length: int, device: torch.device) -> int:
     so that no padding is copied; GPUs, whose kernels have no such cost, attend plainly."""
     if device.type != "cpu" or length < 2:
         return 1
-    return max((g for g in range(2, GROUPED_ATTENTION_SPAN // length + 1) if batch % g == 0), default=1)
+    # a plain loop: torch.compile breaks its graph at max(..., default=)
+    group = 1
+    for g in range(2, GROUPED_ATTENTION_SPAN // length + 1):
+        if batch % g == 0:
+            group = g
+    return group
 
 
 def grouped_causal_mask(group: int, length: int, device: torch.device) -> torch.Tensor:
