@@ -46,9 +46,9 @@ KINDS = ("tinylang", "reference")
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
 PROMPT_BYTES, TOP_K = 64, 40
 # Step counts and repeats; --quick trades precision for a run of about a minute.
-FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_repeats=(5, 3), eval_batches=16,
+FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_rounds=3, gen_runs_per_round=(3, 1), eval_batches=16,
             memory_steps=3, matmul_repeats=10, bpb_stories=5000)
-QUICK = dict(warmup=1, steps=2, budget_s=10.0, gen_bytes=64, gen_repeats=(2, 1), eval_batches=2,
+QUICK = dict(warmup=1, steps=2, budget_s=10.0, gen_bytes=64, gen_rounds=1, gen_runs_per_round=(2, 1), eval_batches=2,
              memory_steps=1, matmul_repeats=3, batch=4, context=512, bpb_stories=300)
 
 
@@ -298,21 +298,25 @@ def bench_generation(spec: Spec, args, device) -> dict:
     prompt = prompt.to(device)
     runs = {"tinylang": lambda: tiny.generate(prompt, args.gen_bytes, temperature=1.0, top_k=TOP_K),
             "reference": lambda: ref.generate(prompt, filter_thres=thres, temperature=1.0)}
-    repeats = dict(zip(KINDS, args.gen_repeats))
-    times: dict[str, list[float]] = {k: [] for k in KINDS}
+    # Rounds of back-to-back runs: tinylang's runs take 0.2-0.5 s, the reference's 6-15 s, so a busy
+    # spell on a shared host can double one tinylang run while the reference's average over it;
+    # several tinylang runs per round give both about the same exposure.
+    per_round = dict(zip(KINDS, args.gen_runs_per_round))
+    rounds: list[dict[str, list[float]]] = []
     # The reference's generate() leaves autograd on; inference_mode gives it the same footing as tinylang's.
     with torch.inference_mode():
-        tiny(prompt), ref(prompt)  # warm-up
-        for i in range(max(repeats.values())):
+        tiny.generate(prompt, 2 * spec.patch, temperature=1.0, top_k=TOP_K), ref(prompt)  # warm-up
+        for _ in range(args.gen_rounds):
+            rounds.append({kind: [] for kind in KINDS})
             for kind in KINDS:
-                if i < repeats[kind]:
+                for _ in range(per_round[kind]):
                     seconds, out = timed(runs[kind], device)
-                    times[kind].append(seconds)
+                    rounds[-1][kind].append(seconds)
                     assert out.numel() == total, (kind, tuple(out.shape))
+    times = {k: [t for r in rounds for t in r[k]] for k in KINDS}
     rates = {k: args.gen_bytes / statistics.median(t) for k, t in times.items()}
-    # round by round as for training: a busy spell on this shared host slows batch-1 generation most,
-    # and it slows tinylang's 0.2 s runs more than the reference's 7 s ones, which average over it
-    paired = statistics.median(r / t for t, r in zip(times["tinylang"], times["reference"]))
+    # round by round, as for training: each round's reference time over its tinylang time, the median
+    paired = statistics.median(statistics.median(r["reference"]) / statistics.median(r["tinylang"]) for r in rounds)
     return {"bytes_per_s": rates, "seconds": times, "new_bytes": args.gen_bytes,
             "speedup": rates["tinylang"] / rates["reference"], "speedup_paired": paired}
 
