@@ -40,7 +40,7 @@ from tinylang.cpu_parallel import CpuDataParallel, auto_workers
 from tinylang.data import ByteData
 from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
 from tinylang.recipe import DataConfig, load_recipe
-from tinylang.runtime import pick_precision, precision_name
+from tinylang.runtime import autocast_context, pick_precision, precision_name
 
 KINDS = ("tinylang", "reference")
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
@@ -118,11 +118,6 @@ def precision(kind: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cuda" else None
 
 
-def amp(kind: str, device: torch.device):
-    dtype = precision(kind, device)
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
 def sync(device: torch.device) -> None:
     """CUDA runs asynchronously: without this a timer measures kernel launches, not work."""
     if device.type == "cuda":
@@ -160,15 +155,15 @@ def torch_threads(count: int):
         torch.set_num_threads(before)
 
 
-def train_step(kind: str, model, opt, ids, targets, device, clip: float | None = None,
+def train_step(dtype: torch.dtype | None, model, opt, ids, targets, device, clip: float | None = None,
                parallel: CpuDataParallel | None = None):
-    """One forward + backward + AdamW step: the unit that training throughput counts. ``parallel``
-    (entered): the forward and backward run as its thread slices. Returns the loss and, when
-    clipping, the gradient norm before clipping."""
+    """One forward + backward + AdamW step under autocast to ``dtype`` (None: fp32): the unit that
+    training throughput counts. ``parallel`` (entered, with its own dtype): the forward and backward
+    run as its thread slices. Returns the loss and, when clipping, the gradient norm before clipping."""
     if parallel is not None:
         loss = parallel.forward_backward(ids, targets)
     else:
-        with amp(kind, device):
+        with autocast_context(device, dtype):
             _, loss = model(ids, targets)
         loss.backward()
     norm = None if clip is None else torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -195,7 +190,7 @@ def count_step_flops(kind: str, model: nn.Module, ids, targets, device: torch.de
         aten._scaled_dot_product_flash_attention_for_cpu_backward:
             lambda g, q, k, v, *_, **__: flop_counter.sdpa_backward_flop_count(g, q, k, v)}
     with flop_counter.FlopCounterMode(display=False, custom_mapping=extra) as counter:
-        with amp(kind, device):
+        with autocast_context(device, precision(kind, device)):
             _, loss = model(ids, targets)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -213,29 +208,32 @@ def try_compile(kind: str, model: nn.Module, batch, device: torch.device):
     """torch.compile plus one step to trigger compilation; returns (model, None) or (None, error)."""
     compiled = torch.compile(model)
     try:
-        train_step(kind, compiled, make_optimizer(compiled, 1e-4, device), *batch, device)
+        train_step(precision(kind, device), compiled, make_optimizer(compiled, 1e-4, device), *batch, device)
     except Exception as error:  # a model that does not compile is a result, not a crash
         return None, f"{type(error).__name__}: {error}"[:400]
     return compiled, None
 
 
-def time_training(models: dict[str, nn.Module], batches, warmup: int, steps: int, device) -> dict:
+def time_training(models: dict[str, nn.Module], batches, warmup: int, steps: int, device,
+                  dtypes: dict[str, torch.dtype | None] | None = None) -> dict:
     """Seconds per training step of each model, interleaved A B A B ... so load spikes hit all alike.
     "+threads" labels keep their worker threads for the whole run, as the trainer does; torch runs
-    single-threaded in them, and with its usual thread count for the other labels' steps."""
+    single-threaded in them, and with its usual thread count for the other labels' steps. Each label
+    trains in ``dtypes[label]``, by default its kind's precision (the label up to "+")."""
+    dtypes = dtypes or {label: precision(label.split("+")[0], device) for label in models}
     opts = {label: make_optimizer(m, 1e-4, device) for label, m in models.items()}
     times: dict[str, list[float]] = {label: [] for label in models}
     threads = torch.get_num_threads()
     with ExitStack() as stack:
-        parallels = {label: stack.enter_context(threaded(label.split("+")[0], model, device, threads))
+        parallels = {label: stack.enter_context(CpuDataParallel(model, threads, dtypes[label]))
                      for label, model in models.items() if label.endswith("+threads")}
 
         def step(label: str, ids, targets):
             if label in parallels:
-                return train_step(label.split("+")[0], models[label], opts[label], ids, targets, device,
+                return train_step(dtypes[label], models[label], opts[label], ids, targets, device,
                                   parallel=parallels[label])
             with torch_threads(threads):
-                return train_step(label.split("+")[0], models[label], opts[label], ids, targets, device)
+                return train_step(dtypes[label], models[label], opts[label], ids, targets, device)
 
         for i in range(warmup + steps):
             ids, targets = batches[i % len(batches)]
@@ -343,7 +341,7 @@ def memory_child(request: dict) -> dict:
     as_trained = request["kind"] == "tinylang" and threads_apply(device)
     with threaded(request["kind"], model, device) if as_trained else nullcontext() as parallel:
         for ids, targets in random_batches(request["steps"], request["batch"], request["context"], device):
-            train_step(request["kind"], model, opt, ids, targets, device, parallel=parallel)
+            train_step(precision(request["kind"], device), model, opt, ids, targets, device, parallel=parallel)
     sync(device)
     # VmHWM, not ru_maxrss: Linux carries the parent's peak RSS over (v)fork + exec into ru_maxrss, so
     # every child reported the parent's ~960 MiB. VmHWM belongs to the child's own address space.
@@ -408,7 +406,7 @@ def bench_bpb(kind: str, spec: Spec, data, args, device) -> dict:
             for group in opt.param_groups:
                 group["lr"] = BPB_LR * min(1.0, (steps + 1) / BPB_WARMUP)
             ids, targets = data.train.random_batch(BPB_BATCH, BPB_CONTEXT, g)
-            loss, norm = train_step(kind, model, opt, ids.to(device), targets.to(device), device,
+            loss, norm = train_step(precision(kind, device), model, opt, ids.to(device), targets.to(device), device,
                                     clip=args.grad_clip or None, parallel=parallel)
             losses.append(float(loss))
             norms += [] if norm is None else [norm.item()]

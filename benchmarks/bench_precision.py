@@ -23,7 +23,6 @@ import json
 import os
 import statistics
 import sys
-from contextlib import ExitStack, nullcontext
 from pathlib import Path
 
 import torch
@@ -33,49 +32,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model as bench  # noqa: E402  (the matched configurations and the training step)
 
 from tinylang.model.megabyte import grouped_causal_mask  # noqa: E402
-from tinylang.runtime import cpu_has_native_bf16  # noqa: E402
+from tinylang.runtime import cpu_has_native_bf16, pick_precision  # noqa: E402
 
 ROWS = (("reference", "fp32", False), ("reference", "bf16", False), ("tinylang", "fp32", False),
         ("tinylang", "bf16", False), ("tinylang", "fp32", True), ("tinylang", "bf16", True))
-DTYPES = {"fp32": None, "bf16": torch.bfloat16}
-
-
-def label(kind: str, precision: str, threads: bool) -> str:
-    return f"{kind} {precision}" + (" +threads" if threads else "")
 
 
 def time_steps(spec: bench.Spec, args) -> dict[str, float]:
-    """Median seconds per training step of every row, the rows taking turns step by step."""
+    """Median seconds per training step of every row, the rows taking turns step by step
+    (bench_model's timing loop, each row in its own precision)."""
     device = torch.device("cpu")
+    labels = {row: f"{row[0]} {row[1]}" + ("+threads" if row[2] else "") for row in ROWS}
+    models = {labels[row]: bench.build(row[0], spec, args.context, device) for row in ROWS}
+    dtypes = {labels[row]: pick_precision(row[1], device) for row in ROWS}
     batches = bench.random_batches(4, args.batch, args.context, device)
-    models = {row: bench.build(row[0], spec, args.context, device) for row in ROWS}
-    opts = {row: bench.make_optimizer(m, 1e-4, device) for row, m in models.items()}
-    times: dict[tuple, list[float]] = {row: [] for row in ROWS}
-    with ExitStack() as stack:
-        parallel = {row: stack.enter_context(bench.CpuDataParallel(models[row], args.threads,
-                                                                   DTYPES[row[1]]))
-                    for row in ROWS if row[2]}
-
-        def step(row, ids, targets):
-            if row in parallel:
-                loss = parallel[row].forward_backward(ids, targets)
-            else:
-                with bench.torch_threads(args.threads), autocast(DTYPES[row[1]]):
-                    _, loss = models[row](ids, targets)
-                loss.backward()
-            opts[row].step()
-            opts[row].zero_grad(set_to_none=True)
-
-        for i in range(args.warmup + args.steps):
-            for row in ROWS:
-                seconds, _ = bench.timed(lambda: step(row, *batches[i % len(batches)]), device)
-                if i >= args.warmup:
-                    times[row].append(seconds)
-    return {label(*row): statistics.median(t) for row, t in times.items()}
-
-
-def autocast(dtype: torch.dtype | None):
-    return nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+    times = bench.time_training(models, batches, args.warmup, args.steps, device, dtypes)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def time_attention(shape: tuple[int, int, int, int], mask: torch.Tensor | None, mode: str, repeats: int) -> float:
