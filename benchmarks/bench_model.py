@@ -38,17 +38,19 @@ from torch.utils import flop_counter
 from tinylang.corpus.build import BuildOptions, build_corpus
 from tinylang.cpu_parallel import CpuDataParallel, auto_workers
 from tinylang.data import ByteData
-from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig
+from tinylang.model import BOS_ID, VOCAB_SIZE, Megabyte, MegabyteConfig, native
 from tinylang.recipe import DataConfig, load_recipe
 from tinylang.runtime import autocast_context, pick_precision, precision_name
 
 KINDS = ("tinylang", "reference")
+# Generation also times tinylang with its C decode steps off (PyTorch's only), on a CPU where they apply.
+PYTORCH_STEPS = "tinylang-pytorch-steps"
 BPB_CONTEXT, BPB_BATCH, BPB_LR, BPB_WARMUP = 512, 8, 2e-3, 50
 PROMPT_BYTES, TOP_K = 64, 40
 # Step counts and repeats; --quick trades precision for a run of about a minute.
-FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_rounds=3, gen_runs_per_round=(3, 1), eval_batches=16,
+FULL = dict(warmup=2, steps=8, budget_s=120.0, gen_bytes=512, gen_rounds=3, gen_runs_per_round=(3, 3, 1), eval_batches=16,
             memory_steps=3, matmul_repeats=10, bpb_stories=5000)
-QUICK = dict(warmup=1, steps=2, budget_s=10.0, gen_bytes=64, gen_rounds=1, gen_runs_per_round=(2, 1), eval_batches=2,
+QUICK = dict(warmup=1, steps=2, budget_s=10.0, gen_bytes=64, gen_rounds=1, gen_runs_per_round=(2, 2, 1), eval_batches=2,
              memory_steps=1, matmul_repeats=3, batch=4, context=512, bpb_stories=300)
 
 
@@ -295,28 +297,43 @@ def bench_generation(spec: Spec, args, device) -> dict:
     prompt = torch.cat([torch.tensor([[BOS_ID]]), torch.randint(0, 256, (1, PROMPT_BYTES - 1), generator=g)], 1)
     prompt = prompt.to(device)
     runs = {"tinylang": lambda: tiny.generate(prompt, args.gen_bytes, temperature=1.0, top_k=TOP_K),
+            PYTORCH_STEPS: lambda: pytorch_steps_only(runs["tinylang"]),
             "reference": lambda: ref.generate(prompt, filter_thres=thres, temperature=1.0)}
-    # Rounds of back-to-back runs: tinylang's runs take 0.2-0.5 s, the reference's 6-15 s, so a busy
+    kinds = ("tinylang", PYTORCH_STEPS, "reference") if device.type == "cpu" else KINDS
+    # Rounds of back-to-back runs: tinylang's runs take 0.1-0.5 s, the reference's 6-15 s, so a busy
     # spell on a shared host can double one tinylang run while the reference's average over it;
     # several tinylang runs per round give both about the same exposure.
-    per_round = dict(zip(KINDS, args.gen_runs_per_round))
+    per_round = dict(zip(("tinylang", PYTORCH_STEPS, "reference"), args.gen_runs_per_round))
     rounds: list[dict[str, list[float]]] = []
     # The reference's generate() leaves autograd on; inference_mode gives it the same footing as tinylang's.
     with torch.inference_mode():
         tiny.generate(prompt, 2 * spec.patch, temperature=1.0, top_k=TOP_K), ref(prompt)  # warm-up
         for _ in range(args.gen_rounds):
-            rounds.append({kind: [] for kind in KINDS})
-            for kind in KINDS:
+            rounds.append({kind: [] for kind in kinds})
+            for kind in kinds:
                 for _ in range(per_round[kind]):
                     seconds, out = timed(runs[kind], device)
                     rounds[-1][kind].append(seconds)
                     assert out.numel() == total, (kind, tuple(out.shape))
-    times = {k: [t for r in rounds for t in r[k]] for k in KINDS}
+    times = {k: [t for r in rounds for t in r[k]] for k in kinds}
     rates = {k: args.gen_bytes / statistics.median(t) for k, t in times.items()}
     # round by round, as for training: each round's reference time over its tinylang time, the median
     paired = statistics.median(statistics.median(r["reference"]) / statistics.median(r["tinylang"]) for r in rounds)
     return {"bytes_per_s": rates, "seconds": times, "new_bytes": args.gen_bytes,
             "speedup": rates["tinylang"] / rates["reference"], "speedup_paired": paired}
+
+
+def pytorch_steps_only(generate):
+    """``generate()`` with tinylang's C decode steps switched off, as without a C compiler."""
+    before = os.environ.get(native.DISABLE_VARIABLE)
+    os.environ[native.DISABLE_VARIABLE] = "0"
+    try:
+        return generate()
+    finally:
+        if before is None:
+            del os.environ[native.DISABLE_VARIABLE]
+        else:
+            os.environ[native.DISABLE_VARIABLE] = before
 
 
 def proc_field(path: str, key: str) -> str:
@@ -450,6 +467,11 @@ def markdown(report: dict) -> str:
                      "paired round by round), "
                      f"x{res['generation']['speedup']:.1f} generation ({res['generation']['new_bytes']} bytes; "
                      f"x{res['generation']['speedup_paired']:.1f} paired)")
+        gen = res["generation"]["bytes_per_s"]
+        if PYTORCH_STEPS in gen:
+            notes.append(f"- {name}: generation with tinylang's PyTorch decode steps only (no C steps): "
+                         f"{gen[PYTORCH_STEPS]:,.0f} bytes/s, x{gen[PYTORCH_STEPS] / gen['reference']:.1f} the reference; "
+                         f"the C steps x{gen['tinylang'] / gen[PYTORCH_STEPS]:.2f} faster")
         rows = res["train"]["rows"]
         if "tinylang+threads" in rows and "reference+threads" in rows:
             notes.append(f"- {name}: plain steps on both, tinylang / reference = x{res['train']['speedup_plain']:.2f}; "
