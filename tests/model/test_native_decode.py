@@ -77,6 +77,7 @@ def test_seeded_sampling_is_reproducible_with_native_steps():
     assert torch.equal(*runs)
 
 
+@needs_compiler
 def test_pytorch_steps_where_native_ones_do_not_apply(monkeypatch):
     model = sharpened_model(tiny_config())
     with torch.inference_mode():
@@ -84,6 +85,10 @@ def test_pytorch_steps_where_native_ones_do_not_apply(monkeypatch):
         assert wide.native is None  # a wider batch: PyTorch's matrix products share the weights
         half = GenerationState(model.to(torch.bfloat16), torch.randint(0, 256, (1, 3)), 1)
         assert half.native is None  # the C steps compute in fp32 only
+        monkeypatch.setattr(native, "MAX_PARAMETERS", model.num_parameters() - 1)
+        assert GenerationState(model.float(), torch.randint(0, 256, (1, 3)), 1).native is None  # too large
+        monkeypatch.undo()
+        assert GenerationState(model, torch.randint(0, 256, (1, 3)), 1).native is not None
         monkeypatch.setenv(native.DISABLE_VARIABLE, "off")
         assert GenerationState(model.float(), torch.randint(0, 256, (1, 3)), 1).native is None
 

@@ -18,8 +18,9 @@ Every step does the arithmetic of ``forward()`` in the same order, so generation
 as before these changes, seeded or greedy (docs/benchmarks.md has the measurements). The tests check
 that cached generation gives the bytes of full forward passes.
 
-On a CPU at batch 1 and 2 ``GenerationState`` runs the same steps in C instead (native/, about twice
-as fast); these PyTorch steps serve everywhere else, and wherever the C steps cannot be built.
+On a CPU at batch 1 and 2, for models up to 20M parameters, ``GenerationState`` runs the same steps in
+C instead (native/; the small benchmark model generates twice as fast); these PyTorch steps serve
+everywhere else, and wherever the C steps cannot be built.
 
     state = GenerationState(model, ids, max_new_bytes)   # prefill; state.logits predicts the next byte
     state.advance(next_bytes)                            # (batch,) -> state.logits predicts the one after

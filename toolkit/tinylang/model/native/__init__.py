@@ -1,10 +1,11 @@
 """Generation steps in C for CPUs: decode_step.c, compiled on first use and loaded with ctypes.
 
-Why: on a CPU at batch 1 a decode step in PyTorch is ~100 small operations of a few µs each, almost
-all framework overhead; the same arithmetic as plain loops over the weights runs several times faster
+Why: on a CPU at batch 1 a decode step in PyTorch is ~100 small operations of a few µs each, mostly
+framework overhead for a small model; the same arithmetic as plain loops over the weights is bound
+only by reading them, and generation of the small benchmark model runs 1.7-2x as fast
 (docs/benchmarks.md). Nothing here is needed: without a C compiler, off the CPU, in other precisions,
-or with ``TINYLANG_NATIVE_DECODE=0``, generation takes decode.py's PyTorch steps, which compute the
-same thing.
+for larger models or batches (see ``usable``), or with ``TINYLANG_NATIVE_DECODE=0``, generation takes
+decode.py's PyTorch steps, which compute the same thing.
 
 The library is built with the system's C compiler (``$CC``, else ``cc``) into
 ``$TINYLANG_CACHE_DIR`` (default ``~/.cache/tinylang``) under a name that hashes the source, the
@@ -156,16 +157,22 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 # read them once for the whole batch: the C steps were faster at batch 1 and 2 (2.0x and 1.2x, small
 # benchmark model) and slower from 4 rows (0.8x), where PyTorch's overhead is shared by the rows.
 MAX_BATCH = 2
+# A step reads every weight once, on one core. Small models gain the most (2.4M parameters: 1.7-2x;
+# 11.7M: 1.1-1.2x); at 43M (fi-40m) reading the weights is the whole cost and PyTorch's two-thread
+# matrix-vector products were faster (0.93x), so larger models keep PyTorch's steps.
+MAX_PARAMETERS = 20_000_000
 
 
 def usable(model: "Megabyte", ids: torch.Tensor) -> bool:
     """Whether the C steps should run this generation: enabled, on a CPU, at most MAX_BATCH rows, and a
-    model of contiguous fp32 parameters (a bf16 or fp16 model keeps PyTorch's steps, which compute in
-    its own precision). Does not build the library; ``library()`` does."""
-    return (enabled() and ids.device.type == "cpu" and ids.shape[0] <= MAX_BATCH
-            and not torch.is_autocast_enabled("cpu") and all(
-                p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous()
-                for p in model.parameters()))
+    model of at most MAX_PARAMETERS contiguous fp32 parameters (a bf16 or fp16 model keeps PyTorch's
+    steps, which compute in its own precision). Does not build the library; ``library()`` does."""
+    if not (enabled() and ids.device.type == "cpu" and ids.shape[0] <= MAX_BATCH
+            and not torch.is_autocast_enabled("cpu")):
+        return False
+    parameters = list(model.parameters())
+    return sum(p.numel() for p in parameters) <= MAX_PARAMETERS and all(
+        p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() for p in parameters)
 
 
 class NativeSteps:
