@@ -26,6 +26,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_model.py --compile --out docs/bench-results.json
 	$(BIN)/python benchmarks/bench_positions.py --out docs/bench-positions.json
 	$(BIN)/python benchmarks/bench_precision.py --out docs/bench-precision.json
+	$(BIN)/python benchmarks/bench_decode.py --out docs/bench-decode.json
 	$(BIN)/python benchmarks/bench_corpus.py --out docs/bench-corpus.json
 	$(BIN)/python benchmarks/bench_filter.py --out docs/bench-filter.json
 	$(BIN)/python benchmarks/bench_serve.py --out docs/bench-serve.json

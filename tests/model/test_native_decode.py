@@ -85,12 +85,27 @@ def test_pytorch_steps_where_native_ones_do_not_apply(monkeypatch):
         assert wide.native is None  # a wider batch: PyTorch's matrix products share the weights
         half = GenerationState(model.to(torch.bfloat16), torch.randint(0, 256, (1, 3)), 1)
         assert half.native is None  # the C steps compute in fp32 only
-        monkeypatch.setattr(native, "MAX_PARAMETERS", model.num_parameters() - 1)
-        assert GenerationState(model.float(), torch.randint(0, 256, (1, 3)), 1).native is None  # too large
-        monkeypatch.undo()
-        assert GenerationState(model, torch.randint(0, 256, (1, 3)), 1).native is not None
         monkeypatch.setenv(native.DISABLE_VARIABLE, "off")
         assert GenerationState(model.float(), torch.randint(0, 256, (1, 3)), 1).native is None
+
+
+@needs_compiler
+def test_stages_above_the_size_limit_keep_pytorchs_steps(monkeypatch):
+    """A wide global stage: global steps in PyTorch, local steps in C, and the bytes of full forwards."""
+    model = sharpened_model(tiny_config(global_dim=64, global_heads=4), seed=2)
+    local = sum(p.numel() for p in model.local_model.parameters())
+    glob = sum(p.numel() for p in model.global_model.parameters())
+    assert glob > local
+    prompt = torch.randint(0, 256, (1, 3))
+    with torch.inference_mode():
+        assert GenerationState(model, prompt, 1).native_global
+        monkeypatch.setattr(native, "MAX_STAGE_PARAMETERS", glob - 1)
+        state = GenerationState(model, prompt, 1)
+        assert state.native is not None and not state.native_global
+    assert torch.equal(model.generate(prompt, 29, temperature=0), naive_greedy(model, prompt, 29))
+    monkeypatch.setattr(native, "MAX_STAGE_PARAMETERS", local - 1)
+    with torch.inference_mode():
+        assert GenerationState(model, prompt, 1).native is None
 
 
 def test_generation_falls_back_when_no_compiler_works(monkeypatch, tmp_path):

@@ -18,8 +18,8 @@ Every step does the arithmetic of ``forward()`` in the same order, so generation
 as before these changes, seeded or greedy (docs/benchmarks.md has the measurements). The tests check
 that cached generation gives the bytes of full forward passes.
 
-On a CPU at batch 1 and 2, for models up to 20M parameters, ``GenerationState`` runs the same steps in
-C instead (native/; the small benchmark model generates twice as fast); these PyTorch steps serve
+On a CPU at batch 1 and 2 ``GenerationState`` runs the same steps in C instead (native/; the small
+benchmark model generates twice as fast), each stage up to 20M parameters; these PyTorch steps serve
 everywhere else, and wherever the C steps cannot be built.
 
     state = GenerationState(model, ids, max_new_bytes)   # prefill; state.logits predicts the next byte
@@ -269,6 +269,7 @@ class GenerationState:
         # the C steps where they can run (native/); None: PyTorch's steps above
         self.native_library = native.library() if native.usable(model, ids) else None
         self.native: native.NativeSteps | None = None
+        self.native_global = self.native_library is not None and native.fits(model.global_model)
         # every byte so far, preallocated so a step never copies the history
         self.history = F.pad(ids, (0, max_new_bytes), value=PAD_ID)
         self.filled = ids.shape[1]
@@ -305,7 +306,7 @@ class GenerationState:
         j = s % P
         if j == 0:  # a patch is complete: one global step, and a fresh local cache for the next patch
             patch = self.history[:, self.filled - P : self.filled]
-            if self.native is not None:
+            if self.native is not None and self.native_global:
                 self.cond = self.native.global_step(patch, self.global_caches[0].length)
                 for cache in self.global_caches:
                     cache.length += 1

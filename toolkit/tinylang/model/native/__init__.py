@@ -157,22 +157,29 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 # read them once for the whole batch: the C steps were faster at batch 1 and 2 (2.0x and 1.2x, small
 # benchmark model) and slower from 4 rows (0.8x), where PyTorch's overhead is shared by the rows.
 MAX_BATCH = 2
-# A step reads every weight once, on one core. Small models gain the most (2.4M parameters: 1.7-2x;
-# 11.7M: 1.1-1.2x); at 43M (fi-40m) reading the weights is the whole cost and PyTorch's two-thread
-# matrix-vector products were faster (0.93x), so larger models keep PyTorch's steps.
-MAX_PARAMETERS = 20_000_000
+# A step reads its stage's weights once, on one core, where PyTorch's matrix-vector products of wide
+# layers use every core. Up to a few million parameters per stage the C step wins on overhead (small
+# benchmark model: 102 against 213 µs per local step, 298 against 577 per global step); the medium
+# model's 7.4M-parameter global stage still ran faster in C (1.47 against 1.59 ms), fi-40m's 37.7M one
+# ran slower (15.3 against 9.4 ms: reading 151 MB is the whole cost). A stage above this limit keeps
+# PyTorch's steps (benchmarks/bench_decode.py).
+MAX_STAGE_PARAMETERS = 20_000_000
+
+
+def fits(stage: torch.nn.Module) -> bool:
+    """Whether a stage (the global or the local Transformer) is small enough for the C step to win."""
+    return sum(p.numel() for p in stage.parameters()) <= MAX_STAGE_PARAMETERS
 
 
 def usable(model: "Megabyte", ids: torch.Tensor) -> bool:
-    """Whether the C steps should run this generation: enabled, on a CPU, at most MAX_BATCH rows, and a
-    model of at most MAX_PARAMETERS contiguous fp32 parameters (a bf16 or fp16 model keeps PyTorch's
-    steps, which compute in its own precision). Does not build the library; ``library()`` does."""
-    if not (enabled() and ids.device.type == "cpu" and ids.shape[0] <= MAX_BATCH
-            and not torch.is_autocast_enabled("cpu")):
-        return False
-    parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters) <= MAX_PARAMETERS and all(
-        p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous() for p in parameters)
+    """Whether the C steps should run this generation's local steps (and its global steps where the
+    global stage ``fits``): enabled, on a CPU, at most MAX_BATCH rows, a local stage that fits, and a
+    model of contiguous fp32 parameters (a bf16 or fp16 model keeps PyTorch's steps, which compute in
+    its own precision). Does not build the library; ``library()`` does."""
+    return (enabled() and ids.device.type == "cpu" and ids.shape[0] <= MAX_BATCH
+            and not torch.is_autocast_enabled("cpu") and fits(model.local_model)
+            and all(p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous()
+                    for p in model.parameters()))
 
 
 class NativeSteps:
