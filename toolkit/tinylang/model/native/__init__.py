@@ -14,6 +14,7 @@ compiler command and this CPU, since ``-march=native`` code must not run on anot
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -105,7 +106,8 @@ def library() -> ctypes.CDLL | None:
             lib = _load(target)
             if lib is not None:
                 return lib
-            target.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # replaced by the build below, if the cache is writable
+                target.unlink()
         if _compile(compiler, flags, target):
             lib = _load(target)
             if lib is not None:
@@ -154,8 +156,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
 
 
 # Rows are computed one after another, each reading every weight, where PyTorch's matrix products
-# read them once for the whole batch: the C steps were faster at batch 1 and 2 (2.0x and 1.2x, small
-# benchmark model) and slower from 4 rows (0.8x), where PyTorch's overhead is shared by the rows.
+# read them once for the whole batch: generation of the small benchmark model ran 1.85-1.90x as fast
+# in C at batch 1, 1.30-1.34x at 2, 0.99-1.06x at 4 and 0.59-0.67x at 8 (benchmarks/bench_decode.py).
 MAX_BATCH = 2
 # A step reads its stage's weights once, on one core, where PyTorch's matrix-vector products of wide
 # layers use every core. Up to a few million parameters per stage the C step wins on overhead (small
