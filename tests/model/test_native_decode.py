@@ -108,12 +108,18 @@ def test_stages_above_the_size_limit_keep_pytorchs_steps(monkeypatch):
         assert GenerationState(model, prompt, 1).native is None
 
 
-def test_generation_falls_back_when_no_compiler_works(monkeypatch, tmp_path):
+@pytest.mark.parametrize("broken", ["compiler", "cache"])
+def test_generation_falls_back_when_the_steps_cannot_be_built(broken, monkeypatch, tmp_path):
+    """No working compiler, or a cache folder that cannot be made (here: a file is in its way)."""
     model = sharpened_model(tiny_config())
     prompt = torch.randint(0, 256, (1, 3))
     expected = naive_greedy(model, prompt, 20)
-    monkeypatch.setenv("TINYLANG_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    if broken == "compiler":
+        monkeypatch.setenv("TINYLANG_CACHE_DIR", str(tmp_path / "cache"))
+        monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    else:
+        (tmp_path / "not-a-folder").write_text("")
+        monkeypatch.setenv("TINYLANG_CACHE_DIR", str(tmp_path / "not-a-folder"))
     native.library.cache_clear()
     try:
         assert native.library() is None

@@ -97,11 +97,15 @@ def library() -> ctypes.CDLL | None:
     """The compiled decode steps, building them if needed; None when they cannot be had here.
     Built once per machine and CPU, loaded once per process."""
     compiler = os.environ.get("CC", "cc")
-    source = SOURCE.read_bytes()
+    try:
+        source, folder = SOURCE.read_bytes(), cache_dir()
+    except (OSError, RuntimeError) as error:  # a package without its C file; no home directory
+        log.info("native decode steps unavailable (%s); generation uses PyTorch's steps", error)
+        return None
     for flags in FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(),
                                           _cpu_identity().encode()])).hexdigest()[:16]
-        target = cache_dir() / f"decode_step-{key}.so"
+        target = folder / f"decode_step-{key}.so"
         if target.exists():
             lib = _load(target)
             if lib is not None:
