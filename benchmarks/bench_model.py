@@ -323,17 +323,25 @@ def bench_generation(spec: Spec, args, device) -> dict:
             "speedup": rates["tinylang"] / rates["reference"], "speedup_paired": paired}
 
 
-def pytorch_steps_only(generate):
-    """``generate()`` with tinylang's C decode steps switched off, as without a C compiler."""
+@contextmanager
+def native_decode(setting: str):
+    """Within: TINYLANG_NATIVE_DECODE set to ``setting`` ("0": PyTorch's decode steps only, as without a
+    C compiler), restored on exit."""
     before = os.environ.get(native.DISABLE_VARIABLE)
-    os.environ[native.DISABLE_VARIABLE] = "0"
+    os.environ[native.DISABLE_VARIABLE] = setting
     try:
-        return generate()
+        yield
     finally:
         if before is None:
             del os.environ[native.DISABLE_VARIABLE]
         else:
             os.environ[native.DISABLE_VARIABLE] = before
+
+
+def pytorch_steps_only(generate):
+    """``generate()`` with tinylang's C decode steps switched off."""
+    with native_decode("0"):
+        return generate()
 
 
 def proc_field(path: str, key: str) -> str:

@@ -81,6 +81,7 @@ def test_seeded_sampling_is_reproducible_with_native_steps():
 def test_pytorch_steps_where_native_ones_do_not_apply(monkeypatch):
     model = sharpened_model(tiny_config())
     with torch.inference_mode():
+        assert GenerationState(model, torch.randint(0, 256, (1, 3)), 0).native is None  # a prefill only
         wide = GenerationState(model, torch.randint(0, 256, (native.MAX_BATCH + 1, 3)), 1)
         assert wide.native is None  # a wider batch: PyTorch's matrix products share the weights
         half = GenerationState(model.to(torch.bfloat16), torch.randint(0, 256, (1, 3)), 1)
@@ -98,10 +99,10 @@ def test_stages_above_the_size_limit_keep_pytorchs_steps(monkeypatch):
     assert glob > local
     prompt = torch.randint(0, 256, (1, 3))
     with torch.inference_mode():
-        assert GenerationState(model, prompt, 1).native_global
+        assert GenerationState(model, prompt, 1).native.runs_global
         monkeypatch.setattr(native, "MAX_STAGE_PARAMETERS", glob - 1)
         state = GenerationState(model, prompt, 1)
-        assert state.native is not None and not state.native_global
+        assert state.native is not None and not state.native.runs_global
     assert torch.equal(model.generate(prompt, 29, temperature=0), naive_greedy(model, prompt, 29))
     monkeypatch.setattr(native, "MAX_STAGE_PARAMETERS", local - 1)
     with torch.inference_mode():

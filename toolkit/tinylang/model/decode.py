@@ -266,10 +266,11 @@ class GenerationState:
     def __init__(self, model: "Megabyte", ids: torch.Tensor, max_new_bytes: int):
         self.model, self.P = model, model.config.patch_size
         self.weights = DecodeWeights(model)
-        # the C steps where they can run (native/); None: PyTorch's steps above
-        self.native_library = native.library() if native.usable(model, ids) else None
+        # the C steps where they can run (native/); None: PyTorch's steps above. A state made for its
+        # prefill only (a server joining a row) takes no steps and needs none.
+        usable = max_new_bytes > 0 and native.usable(model, ids)
+        self.native_library = native.library() if usable else None
         self.native: native.NativeSteps | None = None
-        self.native_global = self.native_library is not None and native.fits(model.global_model)
         # every byte so far, preallocated so a step never copies the history
         self.history = F.pad(ids, (0, max_new_bytes), value=PAD_ID)
         self.filled = ids.shape[1]
@@ -306,7 +307,7 @@ class GenerationState:
         j = s % P
         if j == 0:  # a patch is complete: one global step, and a fresh local cache for the next patch
             patch = self.history[:, self.filled - P : self.filled]
-            if self.native is not None and self.native_global:
+            if self.native is not None and self.native.runs_global:
                 self.cond = self.native.global_step(patch, self.global_caches[0].length)
                 for cache in self.global_caches:
                     cache.length += 1

@@ -210,7 +210,8 @@ class NativeSteps:
         self.work = torch.empty(lib.tl_work_floats(ctypes.byref(m)), dtype=torch.float32)
         m.work = self._pointer(self.work)
         self._model = ctypes.byref(m)
-        self.patch_size, self.local_dim, self.vocab = c.patch_size, c.local_dim, m.vocab
+        self.local_dim, self.vocab = c.local_dim, m.vocab
+        self.runs_global = fits(model.global_model)  # else the caller takes PyTorch's global steps
 
     def _pointer(self, tensor: torch.Tensor):
         tensor = tensor.detach()
